@@ -1,0 +1,60 @@
+"""create_app(settings): the auth service's Flask application."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask
+from prometheus_client import Counter
+from redis import Redis
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from reportflow_common.db import make_engine, make_session_factory, ping
+from reportflow_common.settings import Settings
+from reportflow_common.tokens import init_jwt
+from reportflow_common.web import init_web
+
+from .keys import SigningKey, load_signing_key
+
+
+class AuthMetrics:
+    def __init__(self):
+        self.logins = Counter("reportflow_auth_logins_total", "Login attempts by outcome.", ["outcome"])
+        self.tokens_issued = Counter("reportflow_auth_tokens_issued_total", "Token pairs issued.")
+        self.tokens_refreshed = Counter("reportflow_auth_tokens_refreshed_total", "Refresh rotations.")
+        self.tokens_revoked = Counter("reportflow_auth_tokens_revoked_total", "Revocations by reason.", ["reason"])
+
+
+_metrics: AuthMetrics | None = None
+
+
+def auth_metrics() -> AuthMetrics:
+    global _metrics
+    if _metrics is None:
+        _metrics = AuthMetrics()
+    return _metrics
+
+
+@dataclass
+class AuthContext:
+    settings: Settings
+    key: SigningKey
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: Redis
+    metrics: AuthMetrics
+
+
+def create_app(settings: Settings) -> Flask:
+    from .routes import bp
+
+    key = load_signing_key(settings.jwt_private_key)
+    engine = make_engine(settings.database_url)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    app = Flask("reportflow_auth")
+    app.extensions["reportflow"] = AuthContext(settings, key, engine, make_session_factory(engine), redis,
+                                               auth_metrics())
+    init_web(app, "auth", {"postgres": lambda: ping(engine), "redis": redis.ping})
+    init_jwt(app, redis, settings.jwt_issuer, private_key_pem=key.private_pem, public_key=key.public_key)
+    app.register_blueprint(bp)
+    return app

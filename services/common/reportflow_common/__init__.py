@@ -1,0 +1,1 @@
+"""Code shared by every reportflow service: one obvious place for each cross-cutting concern."""

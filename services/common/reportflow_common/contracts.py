@@ -1,0 +1,54 @@
+"""Names shared by producers and consumers: task names, event names, statuses and error codes.
+
+The reports service enqueues by these task names and never imports the worker; the worker and the
+notifier agree on event names and rooms through this module alone.
+"""
+
+# Celery
+BUILD_REPORT_TASK = "reportflow.build_report"
+REPORTS_QUEUE = "reports"
+
+# Report types and statuses
+REPORT_TYPES = ("demo", "activity")
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINISHED_STATUSES = (SUCCEEDED, FAILED, CANCELLED)
+ACTIVE_STATUSES = (QUEUED, RUNNING)
+
+# Socket.IO events (server -> client)
+EVENT_PROGRESS = "report.progress"
+EVENT_SUCCEEDED = "report.succeeded"
+EVENT_FAILED = "report.failed"
+EVENT_CANCELLED = "report.cancelled"
+REPORT_EVENTS = (EVENT_PROGRESS, EVENT_SUCCEEDED, EVENT_FAILED, EVENT_CANCELLED)
+
+# The Redis pub/sub channel of the Socket.IO message queue (Flask-SocketIO's default name).
+SOCKETIO_CHANNEL = "flask-socketio"
+SOCKETIO_NAMESPACE = "/"
+
+
+def user_room(user_id: str) -> str:
+    """The only room a connection is ever put in; derived from the verified token's subject."""
+    return f"user:{user_id}"
+
+
+# Problem codes (CONTRACT.md "Errors")
+INVALID_REQUEST = "invalid_request"
+UNAUTHORIZED = "unauthorized"
+FORBIDDEN = "forbidden"
+NOT_FOUND = "not_found"
+CONFLICT = "conflict"
+METHOD_NOT_ALLOWED = "method_not_allowed"
+UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+PAYLOAD_TOO_LARGE = "payload_too_large"
+RATE_LIMITED = "rate_limited"
+UNAVAILABLE = "unavailable"
+INTERNAL = "internal"
+
+# Limits
+MAX_BODY_BYTES = 64 * 1024
+DEMO_ROWS_RANGE = (1, 1_000_000)
+DEMO_COLUMNS_RANGE = (1, 50)
+DEMO_DEFAULTS = {"rows": 1000, "columns": 8, "seed": 0}
+PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX = 20, 100
+IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600

@@ -1,0 +1,87 @@
+"""Typed errors and the one handler per app that turns them into application/problem+json (RFC 9457)."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+from . import contracts as c
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+_HTTP_CODES = {
+    400: c.INVALID_REQUEST, 401: c.UNAUTHORIZED, 403: c.FORBIDDEN, 404: c.NOT_FOUND,
+    405: c.METHOD_NOT_ALLOWED, 409: c.CONFLICT, 413: c.PAYLOAD_TOO_LARGE, 415: c.UNSUPPORTED_MEDIA_TYPE,
+    422: c.INVALID_REQUEST, 429: c.RATE_LIMITED, 503: c.UNAVAILABLE,
+}
+
+
+class Problem(Exception):
+    """Raise anywhere in a request; the app's handler renders it. `errors` lists field-level messages."""
+
+    def __init__(self, status: int, code: str, detail: str, *, title: str | None = None,
+                 errors: list[dict] | None = None, headers: dict | None = None):
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+        self.title = title or _title(status)
+        self.errors, self.headers = errors, headers or {}
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def unauthorized(detail: str = "A valid access token is required.") -> Problem:
+    return Problem(401, c.UNAUTHORIZED, detail, headers={"WWW-Authenticate": 'Bearer realm="reportflow"'})
+
+
+def not_found(detail: str = "No such resource.") -> Problem:
+    return Problem(404, c.NOT_FOUND, detail)
+
+
+def invalid(errors: list[dict], detail: str = "The request is not valid.", status: int = 422) -> Problem:
+    return Problem(status, c.INVALID_REQUEST, detail, errors=errors)
+
+
+def unavailable(detail: str, retry_after: int = 5) -> Problem:
+    return Problem(503, c.UNAVAILABLE, detail, headers={"Retry-After": str(retry_after)})
+
+
+def problem_response(p: Problem) -> Response:
+    body = {"type": "about:blank", "title": p.title, "status": p.status, "detail": p.detail, "code": p.code}
+    if p.errors is not None:
+        body["errors"] = p.errors
+    resp = Response(json.dumps(body), status=p.status, mimetype=PROBLEM_JSON)
+    for k, v in p.headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+def install_error_handlers(app: Flask) -> None:
+    """Every error an app can raise leaves as problem+json; unexpected ones are logged, never shown."""
+
+    @app.errorhandler(Problem)
+    def _problem(p: Problem):
+        return problem_response(p)
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException):
+        status = e.code or 500
+        p = Problem(status, _HTTP_CODES.get(status, c.INTERNAL), e.description or _title(status))
+        resp = problem_response(p)
+        if status == 405 and e.get_response().headers.get("Allow"):
+            resp.headers["Allow"] = e.get_response().headers["Allow"]
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception):
+        if isinstance(e, HTTPException):
+            return _http(e)
+        log.exception("unhandled error")
+        return problem_response(Problem(500, c.INTERNAL, "An internal error occurred."))

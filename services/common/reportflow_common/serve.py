@@ -1,0 +1,41 @@
+"""Run a Flask app under gunicorn from a console script, so containers and tests start services one way."""
+from __future__ import annotations
+
+from typing import Callable
+
+from gunicorn.app.base import BaseApplication
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, load: Callable, options: dict):
+        self._load, self._options = load, options
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return self._load()
+
+
+def run_gunicorn(load_app: Callable, settings, *, worker_class: str = "gthread", workers: int | None = None,
+                 threads: int = 4) -> None:
+    """Serve the app `load_app()` builds in each worker (after fork: no connections shared across processes)."""
+    from .metrics import mark_process_dead
+
+    _Gunicorn(load_app, {
+        "bind": f"{settings.host}:{settings.port}",
+        "workers": workers or settings.web_concurrency,
+        "worker_class": worker_class,
+        "threads": threads,
+        "graceful_timeout": settings.graceful_timeout_seconds,
+        "timeout": 60,
+        "keepalive": 5,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "control_socket_disable": True,
+        "child_exit": lambda _arbiter, worker: mark_process_dead(worker.pid),
+        "limit_request_line": 8190,
+    }).run()

@@ -1,0 +1,206 @@
+"""Configuration: every environment variable any service reads is declared once, here.
+
+`load_settings(service)` is called once by each console script; the frozen `Settings` it returns is
+passed to the factories. A required variable that is missing stops start-up with a message naming it;
+there are no built-in secrets. The README's configuration table is generated from `VARIABLES`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Mapping
+
+AUTH, REPORTS, WORKER, NOTIFIER, MIGRATE = "auth", "reports", "worker", "notifier", "migrate"
+WEB = (AUTH, REPORTS, NOTIFIER)
+ALL = (AUTH, REPORTS, WORKER, NOTIFIER)
+
+
+class ConfigError(SystemExit):
+    """Raised at start-up when configuration is missing or malformed; exits with the message."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    doc: str
+    services: tuple[str, ...]
+    default: str | None = None  # None: required for the services listed
+    secret: bool = False
+    kind: type = str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("DATABASE_URL", "SQLAlchemy URL of PostgreSQL (`postgresql+psycopg2://user:pass@host/db`).",
+             (AUTH, REPORTS, WORKER, MIGRATE), secret=True),
+    Variable("REDIS_URL", "Redis for token deny-list, event history, rate limits and the Socket.IO message queue.",
+             ALL),
+    Variable("BROKER_URL", "Celery broker URL; empty means `REDIS_URL`.", (REPORTS, WORKER), ""),
+    Variable("JWT_PRIVATE_KEY", "PEM Ed25519 private key that signs tokens (only auth has it).", (AUTH,),
+             secret=True),
+    Variable("JWKS_URL", "Where verifying services fetch auth's public keys (`…/.well-known/jwks.json`).",
+             (REPORTS, NOTIFIER)),
+    Variable("JWT_ISSUER", "`iss` claim put in and required of every token.", (AUTH, REPORTS, NOTIFIER),
+             "reportflow"),
+    Variable("ACCESS_TOKEN_TTL_SECONDS", "Access token lifetime.", (AUTH,), "900", kind=int),
+    Variable("REFRESH_TOKEN_TTL_SECONDS", "Refresh token lifetime.", (AUTH,), "1209600", kind=int),
+    Variable("ALLOW_REGISTRATION", "`true` to serve `POST /v1/auth/register`.", (AUTH,), "true", kind=bool),
+    Variable("LOGIN_ATTEMPTS_PER_MINUTE", "Failed-or-not logins allowed per email and client address a minute.",
+             (AUTH,), "10", kind=int),
+    Variable("MAX_ACTIVE_REPORTS_PER_USER", "Queued plus running reports one user may have (429 beyond).",
+             (REPORTS,), "10", kind=int),
+    Variable("STORAGE_BACKEND", "`s3` (MinIO, S3) or `local` (a folder; `make up` only).", (REPORTS, WORKER), "s3"),
+    Variable("S3_ENDPOINT_URL", "S3 API address the pods use (empty: AWS default).", (REPORTS, WORKER), ""),
+    Variable("S3_PUBLIC_ENDPOINT_URL", "S3 address clients reach; presigned URLs are signed for it "
+             "(empty: `S3_ENDPOINT_URL`).", (REPORTS,), ""),
+    Variable("S3_BUCKET", "Bucket holding the report files.", (REPORTS, WORKER), "reports"),
+    Variable("S3_REGION", "S3 region.", (REPORTS, WORKER), "us-east-1"),
+    Variable("S3_ACCESS_KEY_ID", "S3 access key (empty: boto3's default chain).", (REPORTS, WORKER), "",
+             secret=True),
+    Variable("S3_SECRET_ACCESS_KEY", "S3 secret key.", (REPORTS, WORKER), "", secret=True),
+    Variable("LOCAL_STORAGE_DIR", "Folder for report files when `STORAGE_BACKEND=local`.", (REPORTS, WORKER), ""),
+    Variable("STORAGE_SIGNING_KEY", "HMAC key for local download links when `STORAGE_BACKEND=local`.",
+             (REPORTS,), "", secret=True),
+    Variable("DOWNLOAD_URL_TTL_SECONDS", "Lifetime of a download link.", (REPORTS,), "300", kind=int),
+    Variable("SOCKETIO_ALLOWED_ORIGINS", "Comma-separated browser origins allowed to open a socket "
+             "(empty: same origin only).", (NOTIFIER,), ""),
+    Variable("EVENT_HISTORY_MAX", "Events kept per user for replay.", (REPORTS, WORKER, NOTIFIER), "1000",
+             kind=int),
+    Variable("EVENT_HISTORY_TTL_SECONDS", "How long a user's event history is kept after its last event.",
+             (REPORTS, WORKER, NOTIFIER), "86400", kind=int),
+    Variable("WORKER_CONCURRENCY", "Celery prefork processes.", (WORKER,), "2", kind=int),
+    Variable("VISIBILITY_TIMEOUT_SECONDS", "Seconds before a job taken by a vanished worker is redelivered; "
+             "longer than the longest job.", (REPORTS, WORKER), "3600", kind=int),
+    Variable("MAX_JOB_ATTEMPTS", "Deliveries of one job before it is failed instead of retried.", (WORKER,), "3",
+             kind=int),
+    Variable("PROGRESS_INTERVAL_SECONDS", "Minimum seconds between two progress events of one report.",
+             (WORKER,), "0.5", kind=float),
+    Variable("HOST", "Address the HTTP server binds.", ALL, "0.0.0.0"),
+    Variable("PORT", "Port of the HTTP server (the worker's serves metrics and health).", ALL, "8000", kind=int),
+    Variable("WEB_CONCURRENCY", "gunicorn worker processes (the notifier always runs one per process).",
+             (AUTH, REPORTS), "2", kind=int),
+    Variable("GRACEFUL_TIMEOUT_SECONDS", "Seconds given to in-flight work after SIGTERM.", ALL, "25", kind=int),
+    Variable("LOG_LEVEL", "Python log level.", ALL, "INFO"),
+    Variable("PROMETHEUS_MULTIPROC_DIR", "Folder for multi-process metrics (emptied at start; a private "
+             "temporary folder when unset).", ALL, ""),
+)
+_BY_NAME = {v.name: v for v in VARIABLES}
+
+
+def _attr(name: str) -> str:
+    return name.lower()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed configuration of one service process; fields are the variables' names in lower case."""
+
+    service: str
+    database_url: str = ""
+    redis_url: str = ""
+    broker_url: str = ""
+    jwt_private_key: str = field(default="", repr=False)
+    jwks_url: str = ""
+    jwt_issuer: str = "reportflow"
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 1209600
+    allow_registration: bool = True
+    login_attempts_per_minute: int = 10
+    max_active_reports_per_user: int = 10
+    storage_backend: str = "s3"
+    s3_endpoint_url: str = ""
+    s3_public_endpoint_url: str = ""
+    s3_bucket: str = "reports"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = field(default="", repr=False)
+    s3_secret_access_key: str = field(default="", repr=False)
+    local_storage_dir: str = ""
+    storage_signing_key: str = field(default="", repr=False)
+    download_url_ttl_seconds: int = 300
+    socketio_allowed_origins: str = ""
+    event_history_max: int = 1000
+    event_history_ttl_seconds: int = 86400
+    worker_concurrency: int = 2
+    visibility_timeout_seconds: int = 3600
+    max_job_attempts: int = 3
+    progress_interval_seconds: float = 0.5
+    host: str = "0.0.0.0"
+    port: int = 8000
+    web_concurrency: int = 2
+    graceful_timeout_seconds: int = 25
+    log_level: str = "INFO"
+    prometheus_multiproc_dir: str = ""
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        return [o.strip() for o in self.socketio_allowed_origins.split(",") if o.strip()]
+
+
+def _convert(var: Variable, raw: str):
+    if var.kind is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError("expected true or false")
+    return var.kind(raw)
+
+
+def load_settings(service: str, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+    """Read the variables `service` uses from the environment; raise ConfigError naming every problem."""
+    environ = os.environ if environ is None else environ
+    values, problems = {}, []
+    for var in VARIABLES:
+        if service not in var.services:
+            continue
+        raw = environ.get(var.name)
+        if raw is None or (raw == "" and var.default is None):
+            if var.default is None:
+                problems.append(f"{var.name} is required ({var.doc})")
+                continue
+            raw = var.default
+        try:
+            values[_attr(var.name)] = _convert(var, raw)
+        except ValueError as exc:
+            problems.append(f"{var.name}={raw!r} is invalid: {exc}")
+    values.update(overrides)
+    settings = Settings(service=service, **values)
+    problems += _check_storage(settings)
+    if problems:
+        raise ConfigError(f"reportflow-{service}: configuration error:\n  " + "\n  ".join(problems))
+    return settings
+
+
+def _check_storage(s: Settings) -> list[str]:
+    if s.service not in (REPORTS, WORKER):
+        return []
+    if s.storage_backend == "local":
+        missing = ["LOCAL_STORAGE_DIR"] if not s.local_storage_dir else []
+        if s.service == REPORTS and not s.storage_signing_key:
+            missing.append("STORAGE_SIGNING_KEY")
+        return [f"{m} is required when STORAGE_BACKEND=local" for m in missing]
+    if s.storage_backend != "s3":
+        return [f"STORAGE_BACKEND={s.storage_backend!r} is invalid: expected s3 or local"]
+    return []
+
+
+def settings_names() -> set[str]:
+    """Field names of Settings, so a test can prove VARIABLES and the dataclass agree."""
+    return {f.name for f in fields(Settings)} - {"service"}
+
+
+def variables_for(service: str) -> list[Variable]:
+    return [v for v in VARIABLES if service in v.services]
+
+
+def markdown_table() -> str:
+    """The README's configuration table (tests keep the README equal to this)."""
+    rows = ["| Variable | Services | Default | Meaning |", "|---|---|---|---|"]
+    for v in VARIABLES:
+        default = "*required*" if v.default is None else (f"`{v.default}`" if v.default else "")
+        secret = " Secret." if v.secret else ""
+        rows.append(f"| `{v.name}` | {', '.join(v.services)} | {default} | {v.doc}{secret} |")
+    return "\n".join(rows)

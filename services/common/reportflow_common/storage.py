@@ -1,0 +1,131 @@
+"""Where report files live: S3/MinIO in deployments, a local folder in `make up`; one interface for both.
+
+The worker uploads and confirms; the reports service hands out short-lived download links and deletes.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import shutil
+import time
+from typing import Protocol
+from urllib.parse import urlencode
+
+from .settings import Settings
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class Storage(Protocol):
+    def upload(self, key: str, path: str) -> None: ...
+    def size(self, key: str) -> int | None: ...  # None when absent
+    def delete(self, key: str) -> None: ...
+    def download_url(self, key: str, filename: str) -> str: ...
+    def ping(self) -> None: ...
+
+
+def report_key(user_id: str, report_id: str) -> str:
+    return f"reports/{user_id}/{report_id}.xlsx"
+
+
+class S3Storage:
+    """boto3 against S3 or MinIO; presigned links are signed for the address clients use."""
+
+    def __init__(self, settings: Settings):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket, self.ttl = settings.s3_bucket, settings.download_url_ttl_seconds
+        common = dict(region_name=settings.s3_region,
+                      aws_access_key_id=settings.s3_access_key_id or None,
+                      aws_secret_access_key=settings.s3_secret_access_key or None,
+                      config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                                    retries={"max_attempts": 3, "mode": "standard"},
+                                    connect_timeout=5, read_timeout=30))
+        self.client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url or None, **common)
+        public = settings.s3_public_endpoint_url or settings.s3_endpoint_url or None
+        self.public_client = boto3.client("s3", endpoint_url=public, **common)
+
+    def upload(self, key: str, path: str) -> None:
+        from boto3.s3.transfer import TransferConfig
+        self.client.upload_file(path, self.bucket, key, ExtraArgs={"ContentType": XLSX},
+                                Config=TransferConfig(multipart_threshold=8 * 1024 * 1024,
+                                                      multipart_chunksize=8 * 1024 * 1024))
+
+    def size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def download_url(self, key: str, filename: str) -> str:
+        return self.public_client.generate_presigned_url(
+            "get_object", ExpiresIn=self.ttl,
+            Params={"Bucket": self.bucket, "Key": key,
+                    "ResponseContentDisposition": f'attachment; filename="{filename}"'})
+
+    def ping(self) -> None:
+        self.client.head_bucket(Bucket=self.bucket)
+
+
+class LocalStorage:
+    """A folder on disk for `make up`; links point at the reports service's signed `/v1/files/` route."""
+
+    def __init__(self, settings: Settings):
+        self.root, self.ttl = os.path.abspath(settings.local_storage_dir), settings.download_url_ttl_seconds
+        self.signing_key = settings.storage_signing_key.encode()
+        os.makedirs(self.root, exist_ok=True)
+
+    def path(self, key: str) -> str:
+        full = os.path.abspath(os.path.join(self.root, key))
+        if not full.startswith(self.root + os.sep):
+            raise ValueError("key escapes the storage folder")
+        return full
+
+    def upload(self, key: str, path: str) -> None:
+        dest = self.path(key)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        tmp = dest + ".part"
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dest)  # readers never see half a file
+
+    def size(self, key: str) -> int | None:
+        try:
+            return os.path.getsize(self.path(key))
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self.path(key))
+        except FileNotFoundError:
+            pass
+
+    def signature(self, key: str, expires: int) -> str:
+        return hmac.new(self.signing_key, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def download_url(self, key: str, filename: str) -> str:
+        expires = int(time.time()) + self.ttl
+        return "/v1/files/" + key + "?" + urlencode({"expires": expires, "signature": self.signature(key, expires)})
+
+    def verify(self, key: str, expires: str, signature: str) -> bool:
+        try:
+            expiry = int(expires)
+        except (TypeError, ValueError):
+            return False
+        return expiry >= time.time() and hmac.compare_digest(self.signature(key, expiry), signature or "")
+
+    def ping(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise OSError(f"{self.root} is not writable")
+
+
+def make_storage(settings: Settings) -> Storage:
+    return LocalStorage(settings) if settings.storage_backend == "local" else S3Storage(settings)

@@ -1,0 +1,132 @@
+"""Access-token verification shared by every service, on top of flask-jwt-extended.
+
+Only EdDSA is accepted; the key is chosen by the token's `kid` from auth's JWKS (fetched and cached),
+so no shared secret exists. Revocation is a Redis deny-list of token ids (`jti`) and of whole logins
+(`sid`, shared by the access and refresh tokens of one login), each kept until the token would expire.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+
+import jwt
+from flask import Flask
+from flask_jwt_extended import JWTManager
+from flask_jwt_extended import exceptions as jwt_ext_errors
+from jwt import exceptions as jwt_errors
+from redis import Redis
+
+from .problems import Problem, problem_response, unauthorized, unavailable
+
+ALGORITHM = "EdDSA"
+
+
+def revoked_jti_key(jti: str) -> str:
+    return f"auth:revoked:jti:{jti}"
+
+
+def revoked_sid_key(sid: str) -> str:
+    return f"auth:revoked:sid:{sid}"
+
+
+def revoke(redis: Redis, claims: dict, *, login_ttl: int | None = None) -> None:
+    """Deny-list a token until it would expire anyway; with `login_ttl`, every token of its login too."""
+    ttl = max(1, int(claims["exp"] - time.time()) + 1)
+    pipe = redis.pipeline()
+    pipe.set(revoked_jti_key(claims["jti"]), 1, ex=ttl)
+    if login_ttl and claims.get("sid"):
+        pipe.set(revoked_sid_key(claims["sid"]), 1, ex=login_ttl)
+    pipe.execute()
+
+
+def is_revoked(redis: Redis, claims: dict) -> bool:
+    keys = [revoked_jti_key(claims.get("jti", ""))]
+    if claims.get("sid"):
+        keys.append(revoked_sid_key(claims["sid"]))
+    return redis.exists(*keys) > 0
+
+
+def public_jwk(public_key) -> dict:
+    """The JWK of an Ed25519 public key, with its RFC 7638 thumbprint as `kid`."""
+    jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(public_key))
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x")}, separators=(",", ":"), sort_keys=True)
+    kid = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+    return {**jwk, "kid": kid, "use": "sig", "alg": ALGORITHM}
+
+
+class JwksKeys:
+    """Public keys by `kid`, fetched from auth's JWKS and refreshed when an unknown `kid` shows up."""
+
+    def __init__(self, url: str, *, lifespan: int = 300):
+        self._client = jwt.PyJWKClient(url, cache_keys=True, lifespan=lifespan, timeout=5)
+
+    def key_for(self, kid: str | None):
+        if not kid:
+            raise jwt_errors.InvalidTokenError("token has no kid")
+        try:
+            return self._client.get_signing_key(kid).key
+        except jwt.PyJWKClientConnectionError as exc:
+            raise unavailable("Token keys cannot be fetched right now.") from exc
+        except jwt.PyJWKClientError as exc:
+            raise jwt_errors.InvalidTokenError(str(exc)) from exc
+
+
+def init_jwt(app: Flask, redis: Redis, issuer: str, *, key_for=None, private_key_pem: str | None = None,
+             public_key=None) -> JWTManager:
+    """Configure flask-jwt-extended on `app` for EdDSA tokens, the deny-list and problem+json errors.
+
+    Auth passes its own key pair; verifying services pass `key_for` (a JwksKeys lookup by kid).
+    """
+    app.config.update(
+        JWT_ALGORITHM=ALGORITHM, JWT_DECODE_ALGORITHMS=[ALGORITHM], JWT_TOKEN_LOCATION=["headers"],
+        JWT_ENCODE_ISSUER=issuer, JWT_DECODE_ISSUER=issuer, JWT_ERROR_MESSAGE_KEY="detail",
+        JWT_PRIVATE_KEY=private_key_pem or "unused-by-verifiers", JWT_PUBLIC_KEY=public_key or "unused",
+        JWT_ACCESS_TOKEN_EXPIRES=False, JWT_REFRESH_TOKEN_EXPIRES=False,  # set per token by auth
+    )
+    manager = JWTManager(app)
+    if key_for is not None:
+        manager.decode_key_loader(lambda header, _payload: key_for(header.get("kid")))
+    manager.token_in_blocklist_loader(lambda _header, payload: is_revoked(redis, payload))
+    _problem_errors(app)
+    return manager
+
+
+def verify_access_token(redis: Redis, token: str | None) -> dict:
+    """Claims of a valid, unrevoked access token, for callers outside a view (the Socket.IO connect handler).
+
+    Needs an app context of an app set up with `init_jwt`; raises Problem(401) on any defect.
+    """
+    from flask_jwt_extended import decode_token
+    if not token or not isinstance(token, str):
+        raise unauthorized()
+    try:
+        claims = decode_token(token)
+    except Problem:
+        raise
+    except (jwt_errors.PyJWTError, jwt_ext_errors.JWTExtendedException) as exc:
+        raise unauthorized() from exc
+    if claims.get("type") != "access" or not claims.get("sub") or is_revoked(redis, claims):
+        raise unauthorized()
+    return claims
+
+
+def _problem_errors(app: Flask) -> None:
+    """Replace flask-jwt-extended's JSON errors with the contract's 401 problem."""
+    def handler(exc):
+        if isinstance(exc, Problem):
+            return problem_response(exc)
+        message = "The token has expired." if isinstance(exc, jwt_errors.ExpiredSignatureError) else \
+            "The token has been revoked." if isinstance(exc, jwt_ext_errors.RevokedTokenError) else \
+            "A valid access token is required."
+        return problem_response(unauthorized(message))
+
+    for exc_type in (jwt_ext_errors.JWTExtendedException, jwt_errors.PyJWTError,
+                     jwt_ext_errors.NoAuthorizationError, jwt_ext_errors.RevokedTokenError,
+                     jwt_ext_errors.WrongTokenError, jwt_ext_errors.CSRFError, jwt_ext_errors.FreshTokenRequired,
+                     jwt_ext_errors.InvalidHeaderError, jwt_ext_errors.InvalidQueryParamError,
+                     jwt_ext_errors.JWTDecodeError, jwt_ext_errors.UserClaimsVerificationError,
+                     jwt_ext_errors.UserLookupError, jwt_errors.DecodeError, jwt_errors.ExpiredSignatureError,
+                     jwt_errors.InvalidTokenError, jwt_errors.MissingRequiredClaimError):
+        app.register_error_handler(exc_type, handler)

@@ -1,0 +1,113 @@
+"""What every Flask service shares: request ids, access logs, HTTP metrics, health, readiness, /metrics."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Callable
+
+from flask import Flask, Response, g, jsonify, request
+from prometheus_client import Counter, Histogram
+
+from .logs import request_id_var, user_id_var
+from .problems import install_error_handlers
+
+log = logging.getLogger("reportflow.access")
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+ReadinessCheck = Callable[[], None]  # raises when the dependency is unreachable
+
+
+class HttpMetrics:
+    def __init__(self, service: str):
+        self.requests = Counter(f"reportflow_{service}_http_requests_total", "HTTP requests served.",
+                                ["method", "route", "status"])
+        self.duration = Histogram(f"reportflow_{service}_http_request_duration_seconds", "HTTP request duration.",
+                                  ["method", "route"])
+
+
+_metrics: dict[str, HttpMetrics] = {}
+
+
+def http_metrics(service: str) -> HttpMetrics:
+    """One set per service name per process (apps may be created more than once, e.g. in tests)."""
+    if service not in _metrics:
+        _metrics[service] = HttpMetrics(service)
+    return _metrics[service]
+
+
+def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck]) -> None:
+    """Bind the cross-cutting behaviour to `app`; `checks` name the dependencies /readyz probes."""
+    from .contracts import MAX_BODY_BYTES
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False
+    install_error_handlers(app)
+    metrics = http_metrics(service)
+
+    @app.before_request
+    def _start():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+        request_id_var.set(g.request_id)
+        user_id_var.set(None)
+
+    @app.after_request
+    def _finish(resp: Response):
+        resp.headers["X-Request-ID"] = g.get("request_id", "")
+        resp.headers.setdefault("Cache-Control", "no-store")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics.requests.labels(request.method, route, str(resp.status_code)).inc()
+        metrics.duration.labels(request.method, route).observe(elapsed)
+        if route not in ("/healthz", "/readyz", "/metrics"):
+            log.info("request", extra={"method": request.method, "route": route, "status": resp.status_code,
+                                       "duration_ms": round(elapsed * 1000, 1)})
+        return resp
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        failed = run_checks(checks)
+        if failed:
+            resp = jsonify(status="unavailable", failed=failed)
+            resp.status_code, resp.headers["Retry-After"] = 503, "5"
+            return resp
+        return jsonify(status="ok")
+
+    @app.get("/metrics")
+    def metrics_view():
+        from .metrics import render_latest
+        body, content_type = render_latest()
+        return Response(body, content_type=content_type)
+
+
+def run_checks(checks: dict[str, ReadinessCheck]) -> list[str]:
+    failed = []
+    for name, check in checks.items():
+        try:
+            check()
+        except Exception as exc:  # any failure means not ready; say which
+            logging.getLogger("reportflow.readyz").warning("dependency unreachable",
+                                                           extra={"dependency": name, "error": str(exc)})
+            failed.append(name)
+    return failed
+
+
+def json_body() -> dict:
+    """The request's JSON object, or a Problem: 415 for another media type, 400 for bad JSON or a non-object."""
+    from .contracts import UNSUPPORTED_MEDIA_TYPE
+    from .problems import Problem, invalid
+    if not request.is_json:
+        raise Problem(415, UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise invalid([{"field": "body", "message": "malformed JSON"}], "The body is not valid JSON.", 400)
+    if not isinstance(data, dict):
+        raise invalid([{"field": "body", "message": "expected a JSON object"}], "The body must be a JSON object.", 400)
+    return data

@@ -1,0 +1,1 @@
+"""reportflow notifier service."""

@@ -1,0 +1,114 @@
+"""create_app(settings): the notifier's Flask app with Flask-SocketIO bound to it.
+
+The connect handler is the only place a socket gets a room, and the room comes from the verified
+token's subject; clients have no message that joins or leaves rooms.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask, request, send_from_directory
+from flask_socketio import SocketIO, join_room
+from prometheus_client import Counter, Gauge, Histogram
+from redis import Redis
+
+from reportflow_common.contracts import SOCKETIO_NAMESPACE, user_room
+from reportflow_common.events import EventLog
+from reportflow_common.problems import Problem
+from reportflow_common.settings import Settings
+from reportflow_common.tokens import JwksKeys, init_jwt, verify_access_token
+from reportflow_common.web import init_web
+
+from .delivery import DeliveryGate, SequencedRedisManager
+
+log = logging.getLogger(__name__)
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+
+
+class NotifierMetrics:
+    def __init__(self):
+        self.connected = Gauge("reportflow_notifier_connected_clients", "Sockets connected now.",
+                               multiprocess_mode="livesum")
+        self.refused = Counter("reportflow_notifier_connections_refused_total", "Refused sockets, by reason.",
+                               ["reason"])
+        self.delivered = Counter("reportflow_notifier_events_delivered_total", "Events sent to sockets, by event.",
+                                 ["event"])
+        self.replayed = Counter("reportflow_notifier_events_replayed_total", "Events sent again on reconnect.")
+        self.replay_seconds = Histogram("reportflow_notifier_replay_duration_seconds", "Time to replay on connect.")
+
+
+_metrics: NotifierMetrics | None = None
+
+
+def notifier_metrics() -> NotifierMetrics:
+    global _metrics
+    if _metrics is None:
+        _metrics = NotifierMetrics()
+    return _metrics
+
+
+def _last_seq(auth) -> int | None:
+    value = auth.get("last_seq") if isinstance(auth, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def create_app(settings: Settings) -> Flask:
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
+                      history_ttl=settings.event_history_ttl_seconds)
+    metrics = notifier_metrics()
+    gate = DeliveryGate()
+    manager = SequencedRedisManager(settings.redis_url, gate)
+    manager.on_delivered = lambda event, _payload: metrics.delivered.labels(event).inc()
+
+    app = Flask("reportflow_notifier", static_folder=None)
+    init_web(app, "notifier", {"redis": redis.ping})
+    init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)
+    socketio = SocketIO(app, client_manager=manager, async_mode="gevent",
+                        cors_allowed_origins=settings.allowed_origins or None,
+                        ping_interval=20, ping_timeout=20, max_http_buffer_size=16 * 1024)
+    app.extensions["reportflow"] = socketio
+
+    @app.get("/")
+    def demo_page():
+        return send_from_directory(STATIC, "index.html")
+
+    @app.get("/static/<path:name>")
+    def demo_static(name: str):
+        return send_from_directory(STATIC, name)
+
+    @socketio.on("connect")
+    def connect(auth=None):
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            claims = verify_access_token(redis, token)
+        except Problem as problem:
+            reason = "unavailable" if problem.status == 503 else "unauthorized"
+            metrics.refused.labels(reason).inc()
+            raise ConnectionRefusedError(reason, {"code": reason})
+        user_id, sid = claims["sub"], request.sid
+        current = events.last_seq(user_id)
+        requested = _last_seq(auth)
+        baseline = current if requested is None else min(requested, current)
+        gate.open(sid, baseline)  # live events wait in the gate until the replay below is done
+        join_room(user_room(user_id))
+        metrics.connected.inc()
+        socketio.start_background_task(_replay, sid, user_id, baseline)
+        log.info("socket connected", extra={"user_id": user_id, "last_seq": requested})
+
+    def _replay(sid: str, user_id: str, baseline: int):
+        with metrics.replay_seconds.time():
+            missed = events.since(user_id, baseline)
+            for event, payload in gate.replay(sid, missed):
+                socketio.emit(event, payload, to=sid, namespace=SOCKETIO_NAMESPACE, ignore_queue=True)
+                metrics.delivered.labels(event).inc()
+                if payload["seq"] <= (missed[-1][1]["seq"] if missed else 0):
+                    metrics.replayed.inc()
+
+    @socketio.on("disconnect")
+    def disconnect(*_args):
+        gate.close(request.sid)
+        metrics.connected.dec()
+
+    return app

@@ -1,0 +1,1 @@
+"""reportflow reports service."""

@@ -1,0 +1,125 @@
+"""Report rows as the API sees them: create, look up (always by owner), list, cancel and delete."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from reportflow_common import contracts as c
+from reportflow_common.db import Report, transaction, utcnow
+from reportflow_common.problems import Problem
+
+
+def report_json(r: Report) -> dict:
+    body = {
+        "id": str(r.id), "type": r.type, "params": r.params, "status": r.status, "progress": r.progress,
+        "created_at": _iso(r.created_at), "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
+        "rows": r.rows, "size_bytes": r.size_bytes, "error": r.error,
+    }
+    if r.status == c.SUCCEEDED:
+        body["download_url"] = download_path(r.id)
+    return body
+
+
+def download_path(report_id) -> str:
+    return f"/v1/reports/{report_id}/download"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def get_owned(sessions: sessionmaker[Session], user_id: str, report_id: uuid.UUID | None) -> Report | None:
+    """The caller's report, or None: another user's report is indistinguishable from a missing one."""
+    if report_id is None:
+        return None
+    with sessions() as s:
+        return s.scalar(select(Report).where(Report.id == report_id, Report.user_id == uuid.UUID(user_id)))
+
+
+def count_active(sessions: sessionmaker[Session], user_id: str) -> int:
+    with sessions() as s:
+        return s.scalar(select(func.count()).select_from(Report).where(
+            Report.user_id == uuid.UUID(user_id), Report.status.in_(c.ACTIVE_STATUSES)))
+
+
+def find_idempotent(sessions: sessionmaker[Session], user_id: str, key: str) -> Report | None:
+    with sessions() as s:
+        return s.scalar(select(Report).where(Report.user_id == uuid.UUID(user_id), Report.idempotency_key == key))
+
+
+def earlier_answer(sessions: sessionmaker[Session], user_id: str, key: str | None, fingerprint: str) -> Report | None:
+    """The report an Idempotency-Key already made within the window (409 if it was for another request)."""
+    earlier = find_idempotent(sessions, user_id, key) if key else None
+    if earlier is None or earlier.created_at <= utcnow() - timedelta(seconds=c.IDEMPOTENCY_WINDOW_SECONDS):
+        return None
+    if earlier.request_hash != fingerprint:
+        raise Problem(409, c.CONFLICT, "This Idempotency-Key was already used for a different request.")
+    return earlier
+
+
+def create_report(sessions: sessionmaker[Session], user_id: str, report_type: str, params: dict,
+                  idempotency_key: str | None, fingerprint: str) -> tuple[Report, bool]:
+    """Insert a queued report and commit; (report, created). Losing a race for the same Idempotency-Key
+    returns the winner's report (created=False)."""
+    uid = uuid.UUID(user_id)
+    if idempotency_key:
+        with transaction(sessions) as s:  # a key older than the window is free again
+            s.execute(update(Report).where(
+                Report.user_id == uid, Report.idempotency_key == idempotency_key,
+                Report.created_at <= utcnow() - timedelta(seconds=c.IDEMPOTENCY_WINDOW_SECONDS),
+            ).values(idempotency_key=None))
+    report = Report(id=uuid.uuid4(), user_id=uid, type=report_type, params=params, status=c.QUEUED, progress=0.0,
+                    created_at=utcnow(), idempotency_key=idempotency_key, request_hash=fingerprint)
+    try:
+        with transaction(sessions) as s:
+            s.add(report)
+    except IntegrityError:
+        winner = earlier_answer(sessions, user_id, idempotency_key, fingerprint)
+        if winner is None:
+            raise
+        return winner, False
+    return report, True
+
+
+def mark_enqueue_failed(sessions: sessionmaker[Session], report_id: uuid.UUID) -> None:
+    with transaction(sessions) as s:
+        s.execute(update(Report).where(Report.id == report_id, Report.status == c.QUEUED).values(
+            status=c.FAILED, error="The job could not be queued; please try again.", finished_at=utcnow()))
+
+
+def list_reports(sessions: sessionmaker[Session], user_id: str, status: str | None, limit: int,
+                 cursor: tuple[datetime, uuid.UUID] | None) -> tuple[list[Report], tuple | None]:
+    """Newest first, keyset-paginated on (created_at, id) so pages never skip or repeat a row."""
+    q = select(Report).where(Report.user_id == uuid.UUID(user_id))
+    if status:
+        q = q.where(Report.status == status)
+    if cursor:
+        t, rid = cursor
+        q = q.where(or_(Report.created_at < t, and_(Report.created_at == t, Report.id < rid)))
+    q = q.order_by(Report.created_at.desc(), Report.id.desc()).limit(limit + 1)
+    with sessions() as s:
+        rows = list(s.scalars(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, ((rows[-1].created_at, rows[-1].id) if more else None)
+
+
+def cancel_or_delete(sessions: sessionmaker[Session], report: Report) -> str:
+    """What DELETE did: 'cancelled' (was queued), 'cancel_requested' (running: the worker stops it) or
+    'deleted' (finished: the caller removes its file). Guarded updates decide races with the worker."""
+    with transaction(sessions) as s:
+        done = s.execute(update(Report).where(Report.id == report.id, Report.status == c.QUEUED).values(
+            status=c.CANCELLED, finished_at=utcnow(), progress=report.progress)).rowcount
+        if done:
+            return "cancelled"
+        done = s.execute(update(Report).where(Report.id == report.id, Report.status == c.RUNNING).values(
+            cancel_requested=True)).rowcount
+        if done:
+            return "cancel_requested"
+        s.execute(Report.__table__.delete().where(Report.id == report.id,
+                                                   Report.status.in_(c.FINISHED_STATUSES)))
+        return "deleted"

@@ -1,0 +1,128 @@
+"""The /v1/reports endpoints of the contract, plus signed local-file downloads for `make up`."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, current_app, jsonify, redirect, request, send_file
+from flask_jwt_extended import get_jwt, jwt_required
+
+from reportflow_common import contracts as c
+from reportflow_common.logs import report_id_var, user_id_var
+from reportflow_common.problems import Problem, not_found, unavailable
+from reportflow_common.storage import LocalStorage
+from reportflow_common.web import json_body
+
+from . import records, validation
+
+bp = Blueprint("reports", __name__)
+log = logging.getLogger(__name__)
+
+
+def _ctx():
+    return current_app.extensions["reportflow"]
+
+
+def _caller() -> str:
+    user_id = get_jwt()["sub"]
+    user_id_var.set(user_id)
+    return user_id
+
+
+def _owned_or_404(report_id: str):
+    report = records.get_owned(_ctx().sessions, _caller(), validation.parse_report_id(report_id))
+    if report is None:
+        raise not_found("No such report.")
+    report_id_var.set(str(report.id))
+    return report
+
+
+def _created(report, status: int):
+    resp = jsonify(records.report_json(report))
+    resp.status_code = status
+    resp.headers["Location"] = f"/v1/reports/{report.id}"
+    return resp
+
+
+@bp.post("/v1/reports")
+@jwt_required()
+def create():
+    ctx, user_id = _ctx(), _caller()
+    report_type, params = validation.validate_new_report(json_body())
+    key = validation.validate_idempotency_key(request.headers.get("Idempotency-Key"))
+    fingerprint = validation.request_fingerprint(report_type, params)
+    earlier = records.earlier_answer(ctx.sessions, user_id, key, fingerprint)
+    if earlier is not None:  # a retried request: answer it again, whatever the active-job limit
+        return _created(earlier, 200)
+    if records.count_active(ctx.sessions, user_id) >= ctx.settings.max_active_reports_per_user:
+        raise Problem(429, c.RATE_LIMITED, "Too many reports are queued or running; wait for one to finish.",
+                      headers={"Retry-After": "10"})
+    report, created = records.create_report(ctx.sessions, user_id, report_type, params, key, fingerprint)
+    if not created:
+        return _created(report, 200)
+    report_id_var.set(str(report.id))
+    try:  # the row is committed first, so the worker always finds it
+        ctx.celery.send_task(c.BUILD_REPORT_TASK, args=[str(report.id)], queue=c.REPORTS_QUEUE)
+    except Exception as exc:  # broker unreachable: say so and leave no job that will never run
+        log.exception("enqueue failed")
+        records.mark_enqueue_failed(ctx.sessions, report.id)
+        raise unavailable("The job queue is unavailable; please try again.") from exc
+    ctx.metrics.created.labels(report_type).inc()
+    log.info("report queued", extra={"type": report_type})
+    return _created(report, 202)
+
+
+@bp.get("/v1/reports")
+@jwt_required()
+def list_reports():
+    status, limit, cursor = validation.validate_list_query(request.args)
+    rows, next_key = records.list_reports(_ctx().sessions, _caller(), status, limit, cursor)
+    return jsonify(items=[records.report_json(r) for r in rows],
+                   next_cursor=validation.encode_cursor(*next_key) if next_key else None)
+
+
+@bp.get("/v1/reports/<report_id>")
+@jwt_required()
+def get_report(report_id: str):
+    return jsonify(records.report_json(_owned_or_404(report_id)))
+
+
+@bp.get("/v1/reports/<report_id>/download")
+@jwt_required()
+def download(report_id: str):
+    report = _owned_or_404(report_id)
+    if report.status != c.SUCCEEDED or not report.storage_key:
+        raise Problem(409, c.CONFLICT, f"The report is {report.status}; only a succeeded report can be downloaded.")
+    url = _ctx().storage.download_url(report.storage_key, f"{report.type}-{report.id}.xlsx")
+    return redirect(url, code=302)
+
+
+@bp.delete("/v1/reports/<report_id>")
+@jwt_required()
+def delete(report_id: str):
+    ctx = _ctx()
+    report = _owned_or_404(report_id)
+    outcome = records.cancel_or_delete(ctx.sessions, report)
+    if outcome == "cancelled":
+        ctx.events.publish(str(report.user_id), c.EVENT_CANCELLED, {"report_id": str(report.id)})
+    elif outcome == "deleted" and report.storage_key:
+        ctx.storage.delete(report.storage_key)
+    log.info("report delete", extra={"outcome": outcome})
+    return "", 204
+
+
+@bp.get("/v1/files/<path:key>")
+def local_file(key: str):
+    """Only with STORAGE_BACKEND=local: the target of a signed, short-lived download link."""
+    storage = _ctx().storage
+    if not isinstance(storage, LocalStorage):
+        abort(404)
+    if not storage.verify(key, request.args.get("expires"), request.args.get("signature")):
+        raise Problem(403, c.FORBIDDEN, "The download link is invalid or has expired.")
+    try:
+        path = storage.path(key)
+    except ValueError:
+        abort(404)
+    if storage.size(key) is None:
+        abort(404)
+    return send_file(path, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                     as_attachment=True, download_name=key.rsplit("/", 1)[-1])

@@ -1,0 +1,1 @@
+"""Test support: real servers started as processes on free ports, stopped by their own process ids."""
