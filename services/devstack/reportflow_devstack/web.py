@@ -1,0 +1,45 @@
+"""The web services of `make up` in one gevent process on one origin, routed by the contract's paths.
+
+This is only for `make up` (a laptop has no ingress); deployments run each service's own console script
+behind the ingress, which routes the same paths.
+"""
+from __future__ import annotations
+
+from reportflow_common.metrics import prepare_multiprocess_dir
+
+AUTH_PREFIXES = ("/v1/auth/", "/.well-known/")
+REPORTS_PREFIXES = ("/v1/reports", "/v1/files/")
+
+
+def path_router(auth_app, reports_app, notifier_app):
+    """A WSGI app sending each request to the service that owns its path (everything else: notifier)."""
+    def route(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(AUTH_PREFIXES):
+            return auth_app(environ, start_response)
+        if path.startswith(REPORTS_PREFIXES):
+            return reports_app(environ, start_response)
+        return notifier_app(environ, start_response)
+    return route
+
+
+def main() -> None:
+    prepare_multiprocess_dir()
+    from reportflow_common.logs import configure_logging
+    from reportflow_common.serve import run_gunicorn
+    from reportflow_common.settings import AUTH, NOTIFIER, REPORTS, load_settings
+
+    auth, reports, notifier = (load_settings(s) for s in (AUTH, REPORTS, NOTIFIER))
+    configure_logging("web", notifier.log_level)
+
+    def load():
+        from reportflow_auth.app import create_app as auth_app
+        from reportflow_notifier.app import create_app as notifier_app
+        from reportflow_reports.app import create_app as reports_app
+        return path_router(auth_app(auth), reports_app(reports), notifier_app(notifier))
+
+    run_gunicorn(load, notifier, worker_class="gevent", workers=1)
+
+
+if __name__ == "__main__":
+    main()

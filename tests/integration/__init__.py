@@ -1,0 +1,1 @@
+"""Integration tests: one service in-process against real PostgreSQL, Redis and the S3 server."""
