@@ -4,12 +4,16 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, json
+from redis import exceptions as redis_errors
+from sqlalchemy import exc as sa_errors
 from werkzeug.exceptions import HTTPException
 
 from . import contracts as c
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+# Raised when PostgreSQL or Redis cannot be reached mid-request (connection refused, timed out, dropped).
+_DEPENDENCY_DOWN = (redis_errors.ConnectionError, redis_errors.TimeoutError, sa_errors.OperationalError)
 
 _HTTP_CODES = {
     400: c.INVALID_REQUEST, 401: c.UNAUTHORIZED, 403: c.FORBIDDEN, 404: c.NOT_FOUND,
@@ -22,11 +26,12 @@ class Problem(Exception):
     """Raise anywhere in a request; the app's handler renders it. `errors` lists field-level messages."""
 
     def __init__(self, status: int, code: str, detail: str, *, title: str | None = None,
-                 errors: list[dict] | None = None, headers: dict | None = None):
+                 errors: list[dict] | None = None, headers: dict | None = None, extensions: dict | None = None):
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
         self.title = title or _title(status)
         self.errors, self.headers = errors, headers or {}
+        self.extensions = extensions or {}  # RFC 9457 extension members, e.g. readiness's `failed`
 
 
 def _title(status: int) -> str:
@@ -57,6 +62,7 @@ def problem_response(p: Problem) -> Response:
     body = {"type": "about:blank", "title": p.title, "status": p.status, "detail": p.detail, "code": p.code}
     if p.errors is not None:
         body["errors"] = p.errors
+    body.update({k: v for k, v in p.extensions.items() if k not in body})
     resp = Response(json.dumps(body), status=p.status, mimetype=PROBLEM_JSON)
     for k, v in p.headers.items():
         resp.headers[k] = v
@@ -83,5 +89,8 @@ def install_error_handlers(app: Flask) -> None:
     def _unexpected(e: Exception):
         if isinstance(e, HTTPException):
             return _http(e)
+        if isinstance(e, _DEPENDENCY_DOWN):  # an outage, not a fault: tell the client to retry
+            log.warning("dependency unreachable", extra={"error": type(e).__name__})
+            return problem_response(unavailable("A service dependency is unreachable; please try again."))
         log.exception("unhandled error")
         return problem_response(Problem(500, c.INTERNAL, "An internal error occurred."))

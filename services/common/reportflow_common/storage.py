@@ -120,7 +120,8 @@ class LocalStorage:
             expiry = int(expires)
         except (TypeError, ValueError):
             return False
-        return expiry >= time.time() and hmac.compare_digest(self.signature(key, expiry), signature or "")
+        return expiry >= time.time() and hmac.compare_digest(self.signature(key, expiry).encode(),
+                                                             (signature or "").encode())
 
     def ping(self) -> None:
         if not os.access(self.root, os.W_OK):

@@ -128,5 +128,7 @@ def _problem_errors(app: Flask) -> None:
                      jwt_ext_errors.InvalidHeaderError, jwt_ext_errors.InvalidQueryParamError,
                      jwt_ext_errors.JWTDecodeError, jwt_ext_errors.UserClaimsVerificationError,
                      jwt_ext_errors.UserLookupError, jwt_errors.DecodeError, jwt_errors.ExpiredSignatureError,
-                     jwt_errors.InvalidTokenError, jwt_errors.MissingRequiredClaimError):
+                     jwt_errors.InvalidTokenError, jwt_errors.MissingRequiredClaimError,
+                     # flask-jwt-extended has its own (422) handlers for these two; ours must win
+                     jwt_errors.InvalidIssuerError, jwt_errors.InvalidAudienceError):
         app.register_error_handler(exc_type, handler)

@@ -10,8 +10,9 @@ from typing import Callable
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import Counter, Histogram
 
+from .contracts import UNAVAILABLE
 from .logs import request_id_var, user_id_var
-from .problems import install_error_handlers
+from .problems import Problem, install_error_handlers, problem_response
 
 log = logging.getLogger("reportflow.access")
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -74,10 +75,10 @@ def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck]) -> Non
     @app.get("/readyz")
     def readyz():
         failed = run_checks(checks)
-        if failed:
-            resp = jsonify(status="unavailable", failed=failed)
-            resp.status_code, resp.headers["Retry-After"] = 503, "5"
-            return resp
+        if failed:  # a problem like every error body, naming the dependencies in `detail` and `failed`
+            return problem_response(Problem(503, UNAVAILABLE, f"Unreachable: {', '.join(failed)}.",
+                                            headers={"Retry-After": "5"},
+                                            extensions={"failed": failed}))
         return jsonify(status="ok")
 
     @app.get("/metrics")
@@ -105,7 +106,10 @@ def json_body() -> dict:
     from .problems import Problem, invalid
     if not request.is_json:
         raise Problem(415, UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # well-formed but nested deeper than the parser can go: still the client's fault
+        raise invalid([{"field": "body", "message": "nested too deeply"}], "The body is not valid JSON.", 400) from None
     if data is None:
         raise invalid([{"field": "body", "message": "malformed JSON"}], "The body is not valid JSON.", 400)
     if not isinstance(data, dict):

@@ -9,7 +9,7 @@ import logging
 import os
 
 from flask import Flask, request, send_from_directory
-from flask_socketio import SocketIO, join_room
+from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 from prometheus_client import Counter, Gauge, Histogram
 from redis import Redis
 

@@ -84,8 +84,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, report_id = json.loads(raw)
+        if not isinstance(created_at, str) or not isinstance(report_id, str):  # uuid.UUID(5) is no ValueError
+            raise TypeError("cursor parts must be strings")
         return datetime.fromisoformat(created_at), uuid.UUID(report_id)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
         raise invalid([{"field": "cursor", "message": "is not a cursor this API returned"}], status=400) from None
 
 

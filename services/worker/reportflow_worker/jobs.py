@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from reportflow_common.settings import Settings
 from reportflow_common.storage import Storage, report_key
 
 from . import records
+from .builders import job_scratch_dir
 from .builders.activity import build_activity_sheet
 from .builders.demo import build_demo_sheet
 
@@ -62,9 +62,13 @@ def run_report(ctx: WorkerContext, report_id: str) -> str:
     JOBS_STARTED.labels(report.type).inc()
     IN_PROGRESS.inc()
     started = time.monotonic()
-    fd, path = tempfile.mkstemp(prefix="report-", suffix=".xlsx")
-    os.close(fd)
     key = report_key(str(report.user_id), report_id)
+    with job_scratch_dir() as scratch:
+        return _run_claimed(ctx, report, key, os.path.join(scratch, "report.xlsx"), started)
+
+
+def _run_claimed(ctx: WorkerContext, report, key: str, path: str, started: float) -> str:
+    report_id, rid = str(report.id), report.id
     try:
         rows = _build(ctx, report, path)
         ctx.storage.upload(key, path)
@@ -90,7 +94,6 @@ def run_report(ctx: WorkerContext, report_id: str) -> str:
         return _finish_failed(ctx, report, f"The report could not be built: {exc}")
     finally:
         IN_PROGRESS.dec()
-        _remove(path)
 
 
 def _build(ctx: WorkerContext, report, path: str) -> int:
@@ -157,10 +160,3 @@ def fail_after_retries(ctx: WorkerContext, report_id: str, error: str) -> None:
     report = records.load(ctx.sessions, uuid.UUID(report_id))
     if report is not None:
         _finish_failed(ctx, report, error)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -1,0 +1,116 @@
+"""Jobs survive workers that die, and running jobs can be cancelled."""
+from __future__ import annotations
+
+import signal
+
+import psutil
+
+from support.clients import SocketClient
+from support.stack import start_worker
+from support.waiting import wait_until
+
+
+def _running_with_progress(user, report_id):
+    return lambda: (r := user.get(report_id))["status"] == "running" and r["progress"] > 0 and r
+
+
+def _events(sock, report_id, name):
+    return [p for n, p in sock.of_report(report_id) if n == name]
+
+
+def test_pool_process_killed_mid_job_is_rerun_and_succeeds(api, stack):
+    user = api.new_user()
+    sock = SocketClient(stack.notifiers[0].url, user.token).connect()
+    try:
+        rep = user.create({"rows": 400_000, "columns": 8, "seed": 3})
+        wait_until(_running_with_progress(user, rep["id"]), 60, "the job to be running")
+        children = psutil.Process(stack.worker.proc.pid).children()
+        assert children, "prefork pool processes"
+        for child in children:  # the process building the report dies as an OOM kill would do it
+            child.send_signal(signal.SIGKILL)
+        done = user.wait_status(rep["id"], ("succeeded", "failed"), 180)
+        assert done["status"] == "succeeded", done
+        assert done["rows"] == 400_000
+        sock.wait_for(lambda n, p: n == "report.succeeded" and p["report_id"] == rep["id"], 30)
+        assert len(_events(sock, rep["id"], "report.succeeded")) == 1
+        assert stack.worker.alive()
+    finally:
+        sock.disconnect()
+
+
+def test_whole_worker_killed_mid_job_is_redelivered_to_a_new_worker(api, stack):
+    """SIGKILL of every worker process: the broker hands the job to the next worker once the visibility
+    timeout has passed (set to 3 s here so the test need not wait an hour)."""
+    import time
+
+    import redis
+
+    infra, user = stack.infra, api.new_user()
+    stack.worker.stop()  # only the doomed worker may take the job
+    doomed = start_worker(infra, VISIBILITY_TIMEOUT_SECONDS="3", WORKER_CONCURRENCY="1")
+    replacement = None
+    try:
+        rep = user.create({"rows": 400_000, "columns": 8, "seed": 4})
+        wait_until(_running_with_progress(user, rep["id"]), 60, "the job to run on the doomed worker")
+        doomed.signal_group(signal.SIGKILL)
+        doomed.proc.wait(10)
+        broker = redis.Redis.from_url(infra.redis.url)
+        assert broker.zcard("unacked_index") == 1, "the broker still holds the unacknowledged job"
+        wait_until(lambda: all(score < time.time() - 3.5 for _m, score in
+                               broker.zrange("unacked_index", 0, -1, withscores=True)), 30,
+                   "the job to pass its visibility timeout")
+        replacement = start_worker(infra, VISIBILITY_TIMEOUT_SECONDS="3", WORKER_CONCURRENCY="1")
+        done = user.wait_status(rep["id"], ("succeeded", "failed"), 180)
+        assert done["status"] == "succeeded", done
+        assert done["rows"] == 400_000
+    finally:
+        doomed.stop()
+        if replacement:
+            replacement.stop()
+        stack.worker = start_worker(infra)
+
+
+def test_cancel_a_running_job(api, stack):
+    user = api.new_user()
+    sock = SocketClient(stack.notifiers[1].url, user.token).connect()
+    try:
+        rep = user.create({"rows": 1_000_000, "columns": 20, "seed": 5})
+        wait_until(_running_with_progress(user, rep["id"]), 60, "the job to be running")
+        r = user.request("DELETE", f"/v1/reports/{rep['id']}")
+        assert r.status_code == 204
+        sock.wait_for(lambda n, p: n == "report.cancelled" and p["report_id"] == rep["id"], 60, "report.cancelled")
+        final = user.get(rep["id"])
+        assert final["status"] == "cancelled" and final["finished_at"] and "download_url" not in final
+        assert not _events(sock, rep["id"], "report.succeeded")
+        assert user.request("GET", f"/v1/reports/{rep['id']}/download").status_code == 409
+        listing = stack.infra.s3.client().list_objects_v2(Bucket=stack.infra.s3.bucket,
+                                                          Prefix=f"reports/{final['id'][:0]}")
+        assert not [o for o in listing.get("Contents", []) if rep["id"] in o["Key"]], "no partial file left"
+    finally:
+        sock.disconnect()
+
+
+def test_cancel_a_queued_job_and_delete_a_finished_one(api, stack):
+    user = api.new_user()
+    sock = SocketClient(stack.notifiers[0].url, user.token).connect()
+    stack.worker.signal_group(signal.SIGSTOP)  # nothing runs: the job stays queued (or unread in a socket)
+    try:
+        rep = user.create({"rows": 10, "columns": 2, "seed": 1})
+        assert user.request("DELETE", f"/v1/reports/{rep['id']}").status_code == 204
+        sock.wait_for(lambda n, p: n == "report.cancelled" and p["report_id"] == rep["id"], 30)
+        assert user.get(rep["id"])["status"] == "cancelled"
+    finally:
+        stack.worker.signal_group(signal.SIGCONT)
+    try:
+        # the queued delivery reaches the worker later and does nothing
+        done = user.create({"rows": 10, "columns": 2, "seed": 2})
+        user.wait_status(done["id"], ("succeeded",))
+        assert user.get(rep["id"])["status"] == "cancelled"
+        key = f"reports/{user.me()['id']}/{done['id']}.xlsx"
+        s3 = stack.infra.s3.client()
+        assert s3.head_object(Bucket=stack.infra.s3.bucket, Key=key)["ContentLength"] > 0
+        assert user.request("DELETE", f"/v1/reports/{done['id']}").status_code == 204
+        assert user.request("GET", f"/v1/reports/{done['id']}").status_code == 404
+        assert "Contents" not in s3.list_objects_v2(Bucket=stack.infra.s3.bucket, Prefix=key)
+    finally:
+        sock.disconnect()

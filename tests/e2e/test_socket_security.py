@@ -1,0 +1,68 @@
+"""A socket is accepted only with a valid access token, and only ever hears its own user's events."""
+from __future__ import annotations
+
+import pytest
+import requests
+import socketio
+
+from support.clients import SocketClient
+
+
+UNAUTHORIZED = [{"message": "unauthorized", "data": {"code": "unauthorized"}}]  # JS clients: err.data
+
+
+def _refused(url: str, auth: dict | None, **kwargs) -> SocketClient:
+    client = SocketClient(url, None, **kwargs)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.sio.connect(url, auth=auth, transports=["websocket"], wait_timeout=10, headers=kwargs.get("headers"))
+    return client
+
+
+@pytest.mark.parametrize("auth", [None, {}, {"token": ""}, {"token": "not-a-jwt"}, {"token": 42}])
+def test_connection_without_a_valid_token_is_refused(stack, auth):
+    client = _refused(stack.notifiers[0].url, auth)
+    assert client.errors == UNAUTHORIZED
+
+
+def test_refresh_token_and_revoked_token_are_refused(api, stack):
+    user = api.new_user()
+    assert _refused(stack.notifiers[0].url, {"token": user.tokens["refresh_token"]}).errors == UNAUTHORIZED
+    r = requests.post(f"{stack.auth_url}/v1/auth/logout", headers=user.headers, timeout=10)
+    assert r.status_code == 204
+    assert _refused(stack.notifiers[1].url, {"token": user.token}).errors == UNAUTHORIZED
+
+
+def test_notifier_keeps_serving_after_refusals(api, stack):
+    for _ in range(5):
+        _refused(stack.notifiers[0].url, {"token": "garbage"})
+    user = api.new_user()
+    sock = SocketClient(stack.notifiers[0].url, user.token).connect()
+    assert sock.sio.connected
+    sock.disconnect()
+
+
+def test_foreign_origin_is_refused(api, stack):
+    user = api.new_user()
+    client = SocketClient(stack.notifiers[0].url, user.token, headers={"Origin": "https://evil.example"})
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect()
+
+
+def test_a_client_cannot_join_another_users_room(api, stack):
+    alice, bob = api.new_user(), api.new_user()
+    bob_id = bob.me()["id"]
+    spy = SocketClient(stack.notifiers[0].url, alice.token).connect()
+    bob_sock = SocketClient(stack.notifiers[1].url, bob.token).connect()
+    try:
+        for event in ("join", "join_room", "enter_room", "subscribe", "message"):
+            for room in (f"user:{bob_id}", bob_id):
+                spy.sio.emit(event, {"room": room, "user_id": bob_id})
+        rep = bob.create({"rows": 50, "columns": 2, "seed": 1})
+        bob_sock.wait_for(lambda n, p: n == "report.succeeded" and p["report_id"] == rep["id"], 60)
+        # alice's own event afterwards proves her socket was live while bob's event went out
+        mine = alice.create({"rows": 50, "columns": 2, "seed": 2})
+        spy.wait_for(lambda n, p: n == "report.succeeded" and p["report_id"] == mine["id"], 60)
+        assert {p["report_id"] for _n, p in spy.events} == {mine["id"]}
+    finally:
+        spy.disconnect()
+        bob_sock.disconnect()
