@@ -7,7 +7,6 @@ import socketio
 
 from support.clients import SocketClient
 
-
 UNAUTHORIZED = [{"message": "unauthorized", "data": {"code": "unauthorized"}}]  # JS clients: err.data
 
 

@@ -160,7 +160,9 @@ def closed_port_url(scheme: str) -> str:
 def bad_token(defect: str, private_pem: str, kid: str, user_id: str) -> str:
     """A token for `user_id` that is fine except for `defect`."""
     claims = access_claims(user_id)
-    signed = lambda c: sign_eddsa(private_pem, kid, c)  # noqa: E731
+
+    def signed(c: dict) -> str:
+        return sign_eddsa(private_pem, kid, c)
     if defect == "expired":
         return signed({**claims, "iat": claims["iat"] - 600, "nbf": claims["iat"] - 600, "exp": claims["iat"] - 120})
     if defect == "not yet valid":

@@ -15,6 +15,7 @@ from .contract_checks import (
     assert_problem,
     bad_token,
     bearer,
+    closed_port_url,
     fresh_email,
     sign_eddsa,
     test_client,

@@ -76,7 +76,6 @@ def test_tokens_cannot_be_checked_while_jwks_is_unreachable(make_reports_app, go
     assert_problem(blind.get("/v1/reports"), 401, "unauthorized")
 
 
-
 def _new_login(auth, user) -> str:
     """A fresh access token of `user` (logout ended only the old login)."""
     r = auth.post("/v1/auth/login", json={"email": user.email, "password": user.password})

@@ -26,7 +26,7 @@ class Api:
         assert r.status_code == 200, r.text
         return r.json()
 
-    def new_user(self) -> "User":
+    def new_user(self) -> User:
         email, password = self.register()
         return User(self, email, password, self.login(email, password))
 
@@ -89,7 +89,7 @@ class SocketClient:
                 self._cond.notify_all()
         return record
 
-    def connect(self) -> "SocketClient":
+    def connect(self) -> SocketClient:
         auth = {} if self.token is None else {"token": self.token}
         if self.last_seq is not None:
             auth["last_seq"] = self.last_seq

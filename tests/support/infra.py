@@ -30,7 +30,7 @@ class Postgres:
         self.workdir, self.embedded, self.dbname = workdir, None, f"rf_test_{uuid.uuid4().hex[:10]}"
         self.admin_url = os.environ.get("TEST_POSTGRES_ADMIN_URL", DEFAULT_ADMIN_URL)
 
-    def start(self) -> "Postgres":
+    def start(self) -> Postgres:
         try:
             psycopg2.connect(self.admin_url, connect_timeout=3).close()
         except psycopg2.OperationalError:
@@ -85,7 +85,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         data = self.workdir / f"redis-{self.port}"
         data.mkdir(parents=True, exist_ok=True)
         argv = [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
@@ -113,7 +113,7 @@ class S3Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "S3Server":
+    def start(self) -> S3Server:
         argv = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
         self.process = ServerProcess(f"moto-{self.port}", argv, dict(os.environ), self.workdir).start(None)
         wait_until(lambda: requests.get(self.url + "/moto-api/", timeout=2).ok, 30, "moto_server")

@@ -20,12 +20,17 @@ class ServerProcess:
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, ready_path: str | None = "/readyz", timeout: float = 40.0) -> "ServerProcess":
+    def start(self, ready_path: str | None = "/readyz", timeout: float = 40.0) -> ServerProcess:
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         if self.url and ready_path:
-            wait_until(lambda: self._ready(ready_path), timeout, f"{self.name} at {self.url}{ready_path}\n{self.tail()}")
+            try:
+                wait_until(lambda: self._ready(ready_path), timeout, f"{self.name} at {self.url}{ready_path}")
+            except BaseException as exc:
+                self.stop()
+                raise AssertionError(f"{exc}\n--- {self.name} log ---\n{self.tail()}") from exc
         return self
 
     def _ready(self, path: str) -> bool:
@@ -58,6 +63,12 @@ class ServerProcess:
         except (ProcessLookupError, PermissionError):
             pass
         return self.proc.returncode
+
+    def output(self) -> str:
+        """What this run of the process has written (the log file may hold earlier runs too)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(getattr(self, "log_offset", 0))
+            return f.read().decode(errors="replace")
 
     def tail(self, lines: int = 40) -> str:
         try:

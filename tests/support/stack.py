@@ -90,9 +90,21 @@ def start_worker(infra: Infra, **env) -> ServerProcess:
 
 
 def start_stack(infra: Infra) -> Stack:
-    auth = start_auth(infra)
-    jwks = auth.url + "/.well-known/jwks.json"
-    reports = start_reports(infra, jwks)
-    notifiers = [start_notifier(infra, jwks) for _ in range(2)]
-    worker = start_worker(infra)
+    """Start every service; if one fails to come up, stop those already started before failing."""
+    started: list[ServerProcess] = []
+
+    def up(process: ServerProcess) -> ServerProcess:
+        started.append(process)
+        return process
+
+    try:
+        auth = up(start_auth(infra))
+        jwks = auth.url + "/.well-known/jwks.json"
+        reports = up(start_reports(infra, jwks))
+        notifiers = [up(start_notifier(infra, jwks)) for _ in range(2)]
+        worker = up(start_worker(infra))
+    except BaseException:
+        for process in reversed(started):
+            process.stop()
+        raise
     return Stack(infra, auth, reports, notifiers, worker)

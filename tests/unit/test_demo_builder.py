@@ -8,6 +8,7 @@ import tempfile
 
 import pytest
 from openpyxl import load_workbook
+
 from reportflow_worker.builders import CHUNK_ROWS, job_scratch_dir
 from reportflow_worker.builders.demo import build_demo_sheet, demo_columns, demo_rows
 

@@ -5,6 +5,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
 from reportflow_common.settings import Settings, load_settings
 from reportflow_common.storage import LocalStorage, make_storage, report_key
 

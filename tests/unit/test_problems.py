@@ -5,6 +5,7 @@ import json
 
 import pytest
 from flask import Flask, abort
+
 from reportflow_common import contracts as c
 from reportflow_common.problems import (
     PROBLEM_JSON,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from reportflow_common.settings import (
     ALL,
     VARIABLES,

@@ -5,6 +5,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from reportflow_common.tokens import ALGORITHM, public_jwk
 
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+
 from reportflow_common import contracts as c
 from reportflow_common.problems import Problem
 from reportflow_reports.validation import (

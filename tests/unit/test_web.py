@@ -6,6 +6,7 @@ import re
 
 import pytest
 from flask import Flask, jsonify
+
 from reportflow_common.contracts import MAX_BODY_BYTES
 from reportflow_common.problems import PROBLEM_JSON
 from reportflow_common.web import init_web, json_body

@@ -24,7 +24,8 @@ def validate_credentials(body: dict) -> tuple[str, str]:
     if not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email):
         errors.append({"field": "email", "message": "must be an email address"})
     if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        errors.append({"field": "password", "message": f"must be a string of {PASSWORD_MIN} to {PASSWORD_MAX} characters"})
+        errors.append({"field": "password",
+                       "message": f"must be a string of {PASSWORD_MIN} to {PASSWORD_MAX} characters"})
     if errors:
         raise invalid(errors)
     return email.strip().lower(), password

@@ -7,7 +7,7 @@ order and a reconnecting client can ask for exactly what it missed.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import socketio
 from redis import Redis
@@ -34,7 +34,7 @@ class EventLog:
         user_id = str(user_id)
         with self.redis.lock(f"events:lock:{user_id}", timeout=10, blocking_timeout=10):
             seq = int(self.redis.incr(_seq_key(user_id)))
-            message = {"seq": seq, **payload, "time": datetime.now(timezone.utc).isoformat()}
+            message = {"seq": seq, **payload, "time": datetime.now(UTC).isoformat()}
             pipe = self.redis.pipeline()
             pipe.xadd(_stream_key(user_id), {"event": event, "data": json.dumps(message)}, id=f"{seq}-0",
                       maxlen=self.history_max, approximate=False)

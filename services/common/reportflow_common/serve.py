@@ -1,7 +1,7 @@
 """Run a Flask app under gunicorn from a console script, so containers and tests start services one way."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from gunicorn.app.base import BaseApplication
 
@@ -17,6 +17,15 @@ class _Gunicorn(BaseApplication):
 
     def load(self):
         return self._load()
+
+
+def _json_logs_only() -> None:
+    """gunicorn installs its own text handlers; send its records to the root logger's JSON handler instead."""
+    import logging
+    for name in ("gunicorn.error", "gunicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
 
 
 def run_gunicorn(load_app: Callable, settings, *, worker_class: str = "gthread", workers: int | None = None,
@@ -37,5 +46,7 @@ def run_gunicorn(load_app: Callable, settings, *, worker_class: str = "gthread",
         "loglevel": settings.log_level.lower(),
         "control_socket_disable": True,
         "child_exit": lambda _arbiter, worker: mark_process_dead(worker.pid),
+        "on_starting": lambda _arbiter: _json_logs_only(),
+        "post_worker_init": lambda _worker: _json_logs_only(),
         "limit_request_line": 8190,
     }).run()

@@ -7,8 +7,8 @@ there are no built-in secrets. The README's configuration table is generated fro
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Mapping
 
 AUTH, REPORTS, WORKER, NOTIFIER, MIGRATE = "auth", "reports", "worker", "notifier", "migrate"
 WEB = (AUTH, REPORTS, NOTIFIER)

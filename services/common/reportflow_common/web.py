@@ -5,7 +5,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import Counter, Histogram

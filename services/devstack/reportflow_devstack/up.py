@@ -46,8 +46,8 @@ def _wait(check, timeout: float, what: str) -> None:
         try:
             if check():
                 return
-        except Exception:  # not up yet
-            pass
+        except Exception as exc:  # not up yet
+            log.debug("waiting", extra={"for": what, "error": str(exc)})
         threading.Event().wait(0.2)
     raise SystemExit(f"reportflow-up: {what} did not come up within {timeout:.0f}s")
 

@@ -86,7 +86,7 @@ def create_app(settings: Settings) -> Flask:
         except Problem as problem:
             reason = "unavailable" if problem.status == 503 else "unauthorized"
             metrics.refused.labels(reason).inc()
-            raise ConnectionRefusedError(reason, {"code": reason})
+            raise ConnectionRefusedError(reason, {"code": reason}) from None
         user_id, sid = claims["sub"], request.sid
         current = events.last_seq(user_id)
         requested = _last_seq(auth)

@@ -64,7 +64,8 @@ def validate_idempotency_key(value: str | None) -> str | None:
     if value is None:
         return None
     if not _IDEMPOTENCY_KEY.match(value):
-        raise invalid([{"field": "Idempotency-Key", "message": "must be 1 to 255 visible ASCII characters"}], status=400)
+        raise invalid([{"field": "Idempotency-Key", "message": "must be 1 to 255 visible ASCII characters"}],
+                      status=400)
     return value
 
 

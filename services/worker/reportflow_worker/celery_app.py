@@ -60,7 +60,7 @@ def create_celery(settings: Settings) -> Celery:
                 fail_after_retries(resources.get(), report_id, "A dependency stayed unavailable; giving up.")
                 raise
             log.warning("transient error; retrying", extra={"error": str(exc)})
-            raise self.retry(exc=exc, countdown=2 ** self.request.retries)
+            raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
 
     @signals.worker_process_shutdown.connect(weak=False)
     def _child_exit(pid=None, **_):

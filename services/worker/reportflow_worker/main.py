@@ -16,7 +16,7 @@ def main() -> None:
     app = create_celery(settings)
     start_health_server(settings)
     app.worker_main([
-        "worker", f"--loglevel={settings.log_level}", "--pool=prefork",
+        "--quiet", "worker", f"--loglevel={settings.log_level}", "--pool=prefork",
         f"--concurrency={settings.worker_concurrency}", f"--queues={c.REPORTS_QUEUE}",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ])

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 ProgressCallback = Callable[[int, int], None]
 CHUNK_ROWS = 1000
