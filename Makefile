@@ -39,7 +39,11 @@ $(CHECKOV):
 	$(PYTHON) -m venv .venv-checkov
 	.venv-checkov/bin/pip install --quiet --disable-pip-version-check checkov==3.3.30
 
-tools: install-dev $(TOOLS)/helm $(CHECKOV) ## helm, kubectl, checkov for the deployment checks
+NEWMAN := .tools/node/node_modules/.bin/newman
+$(NEWMAN): ## newman (Postman's CLI runner) for the collection test
+	npm install --prefix .tools/node --no-audit --no-fund --silent newman@6.2.2
+
+tools: install-dev $(TOOLS)/helm $(CHECKOV) $(NEWMAN) ## helm, kubectl, checkov, newman for the deployment and client checks
 
 test: install-dev tools ## the whole suite against real PostgreSQL, Redis and an S3 server
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest
