@@ -1,0 +1,257 @@
+"""The Dockerfiles, read without an engine: hadolint, the command each image runs, its user and its installs.
+
+The images themselves are built elsewhere (podman); these checks catch what would make a build or a pod wrong.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("auth", "reports", "worker", "notifier")
+BASE_IMAGE = "python:3.11-slim-bookworm"
+
+
+def tool(name: str) -> str:
+    """A tool from PATH or the venv running the tests (where requirements/dev.txt installs it)."""
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if not found:
+        pytest.fail(f"{name} is not installed: `make install-dev` installs it")
+    return found
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, with continuation lines joined and comments dropped."""
+    result, pending = [], ""
+    for raw in dockerfile.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).partition(" ")
+        result.append((keyword.upper(), " ".join(args.split())))
+        pending = ""
+    return result
+
+
+def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
+    """The build stages, each starting with its FROM."""
+    found: list[list[tuple[str, str]]] = []
+    for keyword, args in instructions(dockerfile):
+        if keyword == "FROM":
+            found.append([])
+        found[-1].append((keyword, args))
+    return found
+
+
+def exec_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list), f"{args}: use the exec (JSON) form so signals reach the process"
+    return value
+
+
+def console_script(service: str) -> str:
+    scripts = tomllib.loads((ROOT / "services" / service / "pyproject.toml").read_text())["project"]["scripts"]
+    assert len(scripts) == 1, f"services/{service} declares {sorted(scripts)}; one console script expected"
+    return next(iter(scripts))
+
+
+@pytest.fixture(params=SERVICES)
+def service(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def dockerfile(service) -> Path:
+    path = ROOT / "services" / service / "Dockerfile"
+    assert path.is_file(), f"{path} is missing"
+    return path
+
+
+def test_hadolint_passes(dockerfile):
+    # cwd=ROOT so a .hadolint.yaml (with the reasons for any ignored rule) would apply, as in CI.
+    run = subprocess.run([tool("hadolint"), "--no-color", "--failure-threshold", "warning", str(dockerfile)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_hadolint_catches_a_bad_dockerfile(tmp_path):
+    """The threshold above bites: an unpinned, root, shell-form image fails it."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:3.11-slim\nRUN pip install flask\nCMD python app.py\n")
+    run = subprocess.run([tool("hadolint"), "--no-color", "--failure-threshold", "warning", str(bad)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "DL3013" in run.stdout, run.stdout + run.stderr
+
+
+def test_final_command_is_the_console_script(service, dockerfile):
+    script = console_script(service)
+    assert script == f"reportflow-{service}"
+    final = dict(stages(dockerfile)[-1])  # the last ENTRYPOINT/CMD of the final stage wins
+    command = exec_form(final.get("ENTRYPOINT", "[]")) + exec_form(final.get("CMD", "[]"))
+    assert command == [f"/venv/bin/{script}"]
+    # The e2e tests start the services by the same script, so what they test is what the image runs.
+    assert f'"{script}"' in (ROOT / "tests" / "support" / "stack.py").read_text()
+
+
+def test_migrate_script_is_in_every_image():
+    """Compose and the Helm hook run `reportflow-migrate` from an app image: it comes with reportflow-common."""
+    scripts = tomllib.loads((ROOT / "services/common/pyproject.toml").read_text())["project"]["scripts"]
+    assert "reportflow-migrate" in scripts
+
+
+def test_final_stage_runs_as_numeric_non_root_user(dockerfile):
+    users = [args for keyword, args in stages(dockerfile)[-1] if keyword == "USER"]
+    assert users, "the final stage sets no USER: it would run as root"
+    uid, _, gid = users[-1].partition(":")
+    # Numeric: the stand-in base has no useradd, and Kubernetes runAsNonRoot can only verify a number.
+    assert uid.isdigit() and int(uid) != 0 and (not gid or gid.isdigit()), users[-1]
+
+
+def test_every_stage_uses_the_pinned_base(dockerfile):
+    froms = [args.split()[0] for keyword, args in instructions(dockerfile) if keyword == "FROM"]
+    assert len(froms) >= 2, "multi-stage: build in one stage, copy /venv into the final one"
+    assert froms == [BASE_IMAGE] * len(froms)
+
+
+def test_build_stage_installs_the_service_and_common_with_the_lock(service, dockerfile):
+    build, final = stages(dockerfile)[0], stages(dockerfile)[-1]
+    runs = [args for keyword, args in build if keyword == "RUN"]
+    assert "python3 -m venv /venv" in runs, "create the venv with python3 (official image and stand-in alike)"
+    installs = [shlex.split(args) for args in runs if "pip install" in args]
+    assert installs, "the build stage installs nothing"
+    for argv in installs:
+        assert argv[0] == "/venv/bin/pip", argv
+        assert any(argv[i:i + 2] in (["-c", "requirements/constraints.txt"],
+                                     ["--constraint", "requirements/constraints.txt"]) for i in range(len(argv)))
+        assert not {"-e", "--editable"} & set(argv), "images get regular installs, not editable ones"
+    packages = {a for argv in installs for a in argv if a.startswith("./")}
+    assert packages == {"./services/common", f"./services/{service}"}
+    copies = {args for keyword, args in build if keyword == "COPY"}
+    assert {"requirements/constraints.txt requirements/constraints.txt", "services/common services/common",
+            f"services/{service} services/{service}"} <= copies
+    assert not [args for keyword, args in final if keyword == "RUN"], "the final stage only copies /venv"
+
+
+def test_final_stage_copies_the_venv_and_sets_the_runtime_environment(dockerfile):
+    all_stages = stages(dockerfile)
+    build_name = all_stages[0][0][1].split()[-1]
+    final = all_stages[-1]
+    assert ("COPY", f"--from={build_name} /venv /venv") in final
+    env = {}
+    for keyword, args in final:
+        if keyword == "ENV":
+            env.update(pair.split("=", 1) for pair in shlex.split(args))
+    assert env.get("PYTHONUNBUFFERED") == "1"
+    assert env.get("PROMETHEUS_MULTIPROC_DIR") == "/tmp/metrics"  # under the writable /tmp mount
+    assert ("EXPOSE", "8000") in final
+    assert not [k for k, _ in instructions(dockerfile) if k == "HEALTHCHECK"], \
+        "no HEALTHCHECK: Kubernetes probes and compose healthchecks apply"
+    text = " ".join(args for _, args in instructions(dockerfile))  # comments may name them
+    assert "useradd" not in text and "adduser" not in text and "/usr/local/bin" not in text, \
+        "the Debian-built stand-in base has neither useradd nor /usr/local/bin/python"
+
+
+# --- .dockerignore -----------------------------------------------------------------------------------------
+
+def _segment_regex(segment: str) -> str:
+    return "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else c if c in "[]!-" else re.escape(c)
+                   for c in segment)
+
+
+def dockerignore_patterns() -> list[re.Pattern]:
+    """.dockerignore lines as regexes with Docker's meaning: `*` stays in one folder, `**` spans any."""
+    patterns = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        assert not line.startswith("!"), "exceptions are not modelled by this check"
+        parts, rx = line.strip("/").split("/"), ""
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            rx += (".*" if last else "(?:[^/]+/)*") if part == "**" else _segment_regex(part) + ("" if last else "/")
+        patterns.append(re.compile(rx))
+    return patterns
+
+
+def ignored(relative: str, patterns: list[re.Pattern]) -> bool:
+    """True when the path or a folder above it matches (an excluded folder takes all it holds)."""
+    parts = relative.split("/")
+    return any(p.fullmatch("/".join(parts[:k])) for k in range(1, len(parts) + 1) for p in patterns)
+
+
+@pytest.mark.parametrize("path", [
+    ".venv/bin/python", ".venv-checkov/bin/checkov", ".tools/bin/helm", ".run/nginx/nginx.conf",
+    ".data/postgres/PG_VERSION", "tests/unit/test_settings.py", ".git/HEAD", ".env",
+    "services/auth/reportflow_auth/__pycache__/app.cpython-311.pyc", "services/auth/reportflow_auth.egg-info/PKG-INFO",
+    ".pytest_cache/v/cache/lastfailed", ".ruff_cache/CACHEDIR.TAG",
+])
+def test_dockerignore_keeps_local_state_out(path):
+    assert ignored(path, dockerignore_patterns())
+
+
+def local_output(path: Path) -> bool:
+    """Files a local install or run leaves beside the sources (rightly ignored)."""
+    return any(p in ("__pycache__", "build", "dist") or p.endswith(".egg-info") for p in path.parts)
+
+
+def test_dockerignore_keeps_everything_the_images_copy(dockerfile):
+    patterns = dockerignore_patterns()
+    for keyword, args in instructions(dockerfile):
+        if keyword != "COPY" or args.startswith("--from="):
+            continue
+        for source in shlex.split(args)[:-1]:
+            assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+            assert not ignored(source, patterns), f"COPY {source}: excluded by .dockerignore"
+            files = [source] if (ROOT / source).is_file() else [
+                str(f.relative_to(ROOT)) for f in (ROOT / source).rglob("*") if f.is_file() and not local_output(f)]
+            lost = [f for f in files if ignored(f, patterns)]
+            assert not lost, f"package files excluded by .dockerignore: {lost[:5]}"
+
+
+# --- what a regular install puts in /venv ----------------------------------------------------------------
+
+def installed_and_left_out(package_dir: Path) -> tuple[set[Path], set[Path]]:
+    """Files of the package's tree that setuptools (packages.find + package-data) installs, and the rest.
+
+    The images install regular wheels, not the editable checkout the tests use, so a data file that no
+    package-data glob names works in every test and is missing in the container."""
+    setuptools_cfg = tomllib.loads((package_dir / "pyproject.toml").read_text()).get("tool", {}).get("setuptools", {})
+    include = setuptools_cfg.get("packages", {}).get("find", {}).get("include", ["*"])
+    packages = {}
+    for init in sorted(package_dir.rglob("__init__.py")):
+        folder = init.parent
+        parts = folder.relative_to(package_dir).parts
+        # find_packages descends only through folders that are packages themselves
+        if not local_output(folder) and all((package_dir.joinpath(*parts[:k]) / "__init__.py").is_file()
+                                            for k in range(1, len(parts))):
+            name = ".".join(parts)
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in include):
+                packages[name] = folder
+    installed = {f for folder in packages.values() for f in folder.glob("*.py")}
+    for name, globs in setuptools_cfg.get("package-data", {}).items():
+        for folder in (packages.values() if name == "*" else [packages[name]]):
+            installed |= {f for g in globs for f in folder.glob(g) if f.is_file()}
+    tops = {folder for name, folder in packages.items() if "." not in name}
+    everything = {f for top in tops for f in top.rglob("*") if f.is_file() and not local_output(f)}
+    return installed, everything - installed
+
+
+@pytest.mark.parametrize("package", ("common", *SERVICES))
+def test_every_package_file_is_installed(package):
+    installed, left_out = installed_and_left_out(ROOT / "services" / package)
+    assert installed, f"services/{package}: no package found"
+    assert not left_out, (f"services/{package}: not installed into the image (add to [tool.setuptools.package-data]"
+                          f" or make the folder a package): {sorted(str(f.relative_to(ROOT)) for f in left_out)}")
