@@ -23,6 +23,10 @@ class AuthMetrics:
         self.tokens_issued = Counter("reportflow_auth_tokens_issued_total", "Token pairs issued.")
         self.tokens_refreshed = Counter("reportflow_auth_tokens_refreshed_total", "Refresh rotations.")
         self.tokens_revoked = Counter("reportflow_auth_tokens_revoked_total", "Revocations by reason.", ["reason"])
+        for outcome in ("success", "failure"):  # every series exists from the start, so rate() sees the first one
+            self.logins.labels(outcome)
+        for reason in ("logout", "refresh_reuse"):
+            self.tokens_revoked.labels(reason)
 
 
 _metrics: AuthMetrics | None = None

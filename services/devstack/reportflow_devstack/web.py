@@ -8,7 +8,7 @@ from __future__ import annotations
 from reportflow_common.metrics import prepare_multiprocess_dir
 
 AUTH_PREFIXES = ("/v1/auth/", "/.well-known/")
-REPORTS_PREFIXES = ("/v1/reports", "/v1/files/")
+REPORTS_PREFIXES = ("/v1/reports", "/v1/files/", "/v1/openapi.json")
 
 
 def path_router(auth_app, reports_app, notifier_app):

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 
 from flask import Flask, request, send_from_directory
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 from prometheus_client import Counter, Gauge, Histogram
 from redis import Redis
 
-from reportflow_common.contracts import SOCKETIO_NAMESPACE, user_room
+from reportflow_common.contracts import EVENT_SUCCEEDED, REPORT_EVENTS, SOCKETIO_NAMESPACE, user_room
 from reportflow_common.events import EventLog
 from reportflow_common.problems import Problem
 from reportflow_common.settings import Settings
@@ -36,6 +37,42 @@ class NotifierMetrics:
                                  ["event"])
         self.replayed = Counter("reportflow_notifier_events_replayed_total", "Events sent again on reconnect.")
         self.replay_seconds = Histogram("reportflow_notifier_replay_duration_seconds", "Time to replay on connect.")
+        self.received = Counter("reportflow_notifier_events_received_total",
+                                "Events read from the Socket.IO queue (each notifier process reads every one once it "
+                                "has had a socket).",
+                                ["event"])
+        self.latency = Histogram("reportflow_notifier_delivery_latency_seconds",
+                                 "From an event's publication (its `time`) to its live send on a socket.", ["event"],
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.create_to_notify = Histogram(
+            "reportflow_notifier_create_to_notify_seconds",
+            "From a report's creation to its report.succeeded sent live on a socket: the wait the person sees.",
+            buckets=(0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600))
+        for reason in ("unauthorized", "unavailable"):  # every series exists from the start, for rate()
+            self.refused.labels(reason)
+        for event in REPORT_EVENTS:
+            self.delivered.labels(event)
+            self.received.labels(event)
+            self.latency.labels(event)
+
+    def observe_live(self, event: str, payload: dict) -> None:
+        """A live event was sent on a socket (replays are not timed: the client was away, not waiting)."""
+        self.delivered.labels(event).inc()
+        now = datetime.now(UTC)
+        sent = _parse_time(payload.get("time"))
+        if sent is not None:
+            self.latency.labels(event).observe(max(0.0, (now - sent).total_seconds()))
+        created = _parse_time(payload.get("created_at")) if event == EVENT_SUCCEEDED else None
+        if created is not None:
+            self.create_to_notify.observe(max(0.0, (now - created).total_seconds()))
+
+
+def _parse_time(value) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else None
 
 
 _metrics: NotifierMetrics | None = None
@@ -60,7 +97,8 @@ def create_app(settings: Settings) -> Flask:
     metrics = notifier_metrics()
     gate = DeliveryGate()
     manager = SequencedRedisManager(settings.redis_url, gate)
-    manager.on_delivered = lambda event, _payload: metrics.delivered.labels(event).inc()
+    manager.on_received = lambda event, _payload: metrics.received.labels(event).inc()
+    manager.on_delivered = metrics.observe_live
 
     app = Flask("reportflow_notifier", static_folder=None)
     init_web(app, "notifier", {"redis": redis.ping})

@@ -70,7 +70,8 @@ class SequencedRedisManager(socketio.RedisManager):
     def __init__(self, url: str, gate: DeliveryGate, **kwargs):
         super().__init__(url, channel=SOCKETIO_CHANNEL, **kwargs)
         self.gate = gate
-        self.on_delivered = lambda event, payload: None
+        self.on_received = lambda event, payload: None  # once per event this process reads from the queue
+        self.on_delivered = lambda event, payload: None  # once per socket it is sent to
 
     def _handle_emit(self, message):
         event, room, data = message.get("event"), message.get("room"), message.get("data")
@@ -78,6 +79,7 @@ class SequencedRedisManager(socketio.RedisManager):
                 or not isinstance(data[0], dict):
             return super()._handle_emit(message)
         namespace, payload = message.get("namespace") or "/", data[0]
+        self.on_received(event, payload)
         for sid, _eio_sid in list(self.get_participants(namespace, room)):
             if self.gate.admit_live(sid, event, payload):
                 socketio.Manager.emit(self, event, payload, namespace=namespace, room=sid)

@@ -1,26 +1,64 @@
 """create_app(settings): the reports service's Flask application."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from celery import Celery
 from flask import Flask
 from prometheus_client import Counter
-from redis import Redis
+from redis import Redis, RedisError
 from sqlalchemy.orm import Session, sessionmaker
 
+from reportflow_common import contracts as c
+from reportflow_common.api import openapi_blueprint
 from reportflow_common.db import make_engine, make_session_factory, ping
 from reportflow_common.events import EventLog
+from reportflow_common.metrics import register_scrape_collector
 from reportflow_common.queue import make_celery
 from reportflow_common.settings import Settings
 from reportflow_common.storage import Storage, make_storage
 from reportflow_common.tokens import JwksKeys, init_jwt
 from reportflow_common.web import init_web
 
+log = logging.getLogger(__name__)
+DELETE_OUTCOMES = ("cancelled", "cancel_requested", "deleted")
+
 
 class ReportsMetrics:
     def __init__(self):
         self.created = Counter("reportflow_reports_created_total", "Reports created, by type.", ["type"])
+        self.deletes = Counter("reportflow_reports_delete_requests_total",
+                               "DELETE of a report, by what it did (queued job cancelled, running job asked "
+                               "to stop, finished report deleted).", ["outcome"])
+        for report_type in c.REPORT_TYPES:  # every series exists from the start, so rate() sees the first one
+            self.created.labels(report_type)
+        for outcome in DELETE_OUTCOMES:
+            self.deletes.labels(outcome)
+
+
+class QueueDepthCollector:
+    """Jobs waiting in the Celery queue (a Redis list), read from the broker at scrape time: no process
+    keeps this number, and whichever gunicorn worker answers the scrape can ask."""
+
+    def __init__(self, broker_url: str, queues: tuple[str, ...] = (c.REPORTS_QUEUE,)):
+        self.broker = Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+        self.queues = queues
+
+    def describe(self):
+        return []  # nothing to check at registration (and no broker call then)
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+        family = GaugeMetricFamily("reportflow_reports_queue_depth_messages",
+                                   "Jobs waiting in the broker queue, not yet taken by a worker.", labels=["queue"])
+        try:
+            for queue in self.queues:  # kombu keeps priority-0 messages (all of ours) under the queue's name
+                family.add_metric([queue], float(self.broker.llen(queue)))
+        except RedisError as exc:  # no sample rather than a failed scrape; the broker's own alerts say why
+            log.warning("queue depth unavailable", extra={"error": str(exc)})
+            return
+        yield family
 
 
 _metrics: ReportsMetrics | None = None
@@ -53,10 +91,13 @@ def create_app(settings: Settings) -> Flask:
     celery = make_celery(settings, "reportflow-reports")
     events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
                       history_ttl=settings.event_history_ttl_seconds)
+    if settings.effective_broker_url.startswith(("redis://", "rediss://")):
+        register_scrape_collector("queue_depth", QueueDepthCollector(settings.effective_broker_url))
     app = Flask("reportflow_reports")
     app.extensions["reportflow"] = ReportsContext(settings, make_session_factory(engine), redis, storage, celery,
                                                   events, reports_metrics())
     init_web(app, "reports", {"postgres": lambda: ping(engine), "redis": redis.ping, "storage": storage.ping})
     init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)
     app.register_blueprint(bp)
+    app.register_blueprint(openapi_blueprint())
     return app

@@ -102,6 +102,7 @@ def delete(report_id: str):
     ctx = _ctx()
     report = _owned_or_404(report_id)
     outcome = records.cancel_or_delete(ctx.sessions, report)
+    ctx.metrics.deletes.labels(outcome).inc()
     if outcome == "cancelled":
         ctx.events.publish(str(report.user_id), c.EVENT_CANCELLED, {"report_id": str(report.id)})
     elif outcome == "deleted" and report.storage_key:

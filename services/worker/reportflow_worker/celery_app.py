@@ -14,18 +14,10 @@ from reportflow_common.queue import make_celery
 from reportflow_common.settings import Settings
 from reportflow_common.storage import make_storage
 
-from .jobs import WorkerContext, fail_after_retries, run_report
+from .jobs import JOBS_RETRIED, WorkerContext, fail_after_retries, run_report, transient_errors
 
 log = logging.getLogger(__name__)
 TRANSIENT_RETRIES = 3
-
-
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    from botocore.exceptions import ConnectionError as BotoConnectionError
-    from botocore.exceptions import EndpointConnectionError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from sqlalchemy.exc import OperationalError
-    return OperationalError, RedisConnectionError, EndpointConnectionError, BotoConnectionError
 
 
 class _PerProcess:
@@ -48,18 +40,19 @@ class _PerProcess:
 def create_celery(settings: Settings) -> Celery:
     app = make_celery(settings, "reportflow-worker")
     resources = _PerProcess(settings)
-    transient = _transient_errors()
+    transient = transient_errors()
 
     @app.task(name=c.BUILD_REPORT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
     def build_report(self, report_id: str) -> str:
         """Thin: takes an id, leaves the work to jobs.run_report; transient outages are retried."""
         try:
-            return run_report(resources.get(), report_id)
+            return run_report(resources.get(), report_id, self.request.retries)
         except transient as exc:
             if self.request.retries >= TRANSIENT_RETRIES:
                 fail_after_retries(resources.get(), report_id, "A dependency stayed unavailable; giving up.")
                 raise
             log.warning("transient error; retrying", extra={"error": str(exc)})
+            JOBS_RETRIED.labels("transient").inc()
             raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
 
     @signals.worker_process_shutdown.connect(weak=False)

@@ -10,6 +10,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC
 
 from prometheus_client import Counter, Gauge, Histogram
 from redis import Redis
@@ -34,6 +35,23 @@ JOB_DURATION = Histogram("reportflow_worker_job_duration_seconds", "Time to buil
                          buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
 ROWS_WRITTEN = Counter("reportflow_worker_rows_written_total", "Data rows written, by type.", ["type"])
 IN_PROGRESS = Gauge("reportflow_worker_jobs_in_progress", "Jobs being built now.", multiprocess_mode="livesum")
+JOBS_RETRIED = Counter("reportflow_worker_jobs_retried_total", "Jobs run again: after a transient error, or "
+                       "redelivered after the process running them was lost.", ["reason"])
+QUEUE_WAIT = Histogram("reportflow_worker_queue_wait_seconds", "From a report's creation to its job's first start.",
+                       ["type"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
+UPLOAD_DURATION = Histogram("reportflow_worker_upload_duration_seconds", "Time to upload one report file.",
+                            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+UPLOADED_BYTES = Counter("reportflow_worker_uploaded_bytes_total", "Bytes of report files uploaded to storage.")
+RETRY_REASONS = ("transient", "redelivered")
+for _type in c.REPORT_TYPES:  # every series exists from the start, so rate() sees the first increment
+    JOBS_STARTED.labels(_type)
+    ROWS_WRITTEN.labels(_type)
+    JOB_DURATION.labels(_type)
+    QUEUE_WAIT.labels(_type)
+    for _outcome in (c.SUCCEEDED, c.FAILED, c.CANCELLED):
+        JOBS.labels(_type, _outcome)
+for _reason in RETRY_REASONS:
+    JOBS_RETRIED.labels(_reason)
 
 
 class JobCancelled(Exception):
@@ -49,17 +67,22 @@ class WorkerContext:
     events: EventLog
 
 
-def run_report(ctx: WorkerContext, report_id: str) -> str:
-    """Run the job once; returns the outcome. Exceptions that escape are for Celery to retry."""
+def run_report(ctx: WorkerContext, report_id: str, retries: int = 0) -> str:
+    """Run the job once; returns the outcome. Exceptions that escape are for Celery to retry (`retries`:
+    how many times it has already, so a delivery beyond those is known to be a redelivery)."""
     rid = uuid.UUID(report_id)
     report_id_var.set(report_id)
     report = records.claim(ctx.sessions, rid)
     if report is None:
         return _not_runnable(ctx, rid)
     user_id_var.set(str(report.user_id))
+    if report.attempts > retries + 1:
+        JOBS_RETRIED.labels("redelivered").inc()
     if report.attempts > ctx.settings.max_job_attempts:
         return _finish_failed(ctx, report, f"Gave up after {report.attempts - 1} attempts.")
     JOBS_STARTED.labels(report.type).inc()
+    if report.attempts == 1 and report.started_at and report.created_at:
+        QUEUE_WAIT.labels(report.type).observe(max(0.0, (report.started_at - report.created_at).total_seconds()))
     IN_PROGRESS.inc()
     started = time.monotonic()
     key = report_key(str(report.user_id), report_id)
@@ -71,7 +94,10 @@ def _run_claimed(ctx: WorkerContext, report, key: str, path: str, started: float
     report_id, rid = str(report.id), report.id
     try:
         rows = _build(ctx, report, path)
+        upload_started = time.monotonic()
         ctx.storage.upload(key, path)
+        UPLOAD_DURATION.observe(time.monotonic() - upload_started)
+        UPLOADED_BYTES.inc(os.path.getsize(path))
         size = ctx.storage.size(key)
         if size is None or size != os.path.getsize(path):
             raise RuntimeError(f"stored object {key} is missing or incomplete")
@@ -83,17 +109,33 @@ def _run_claimed(ctx: WorkerContext, report, key: str, path: str, started: float
         JOB_DURATION.labels(report.type).observe(time.monotonic() - started)
         ctx.events.publish(str(report.user_id), c.EVENT_SUCCEEDED, {
             "report_id": report_id, "rows": rows, "size_bytes": size,
-            "download_url": f"/v1/reports/{report_id}/download"})
+            "download_url": f"/v1/reports/{report_id}/download",
+            # lets the notifier measure creation -> notification, the wait the person sees
+            "created_at": report.created_at.astimezone(UTC).isoformat()})
         log.info("report succeeded", extra={"rows": rows, "size_bytes": size,
                                             "seconds": round(time.monotonic() - started, 3)})
         return c.SUCCEEDED
     except JobCancelled:
         return _finish_cancelled(ctx, report)
+    except transient_errors():
+        raise  # an outage, not this job's fault: the task retries it
     except ValueError as exc:  # bad parameters that slipped past the API: retrying will not help
         log.exception("report failed")
         return _finish_failed(ctx, report, f"The report could not be built: {exc}")
+    except Exception:  # anything else (a storage error, a bug) fails the job instead of leaving it running
+        log.exception("report failed")
+        return _finish_failed(ctx, report, "The report could not be built (internal error).")
     finally:
         IN_PROGRESS.dec()
+
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Outages of PostgreSQL, Redis or S3: worth retrying the whole job after a pause."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import EndpointConnectionError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import OperationalError
+    return OperationalError, RedisConnectionError, EndpointConnectionError, BotoConnectionError
 
 
 def _build(ctx: WorkerContext, report, path: str) -> int:

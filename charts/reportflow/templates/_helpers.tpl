@@ -1,0 +1,255 @@
+{{/*
+Shared helpers. Most take a context dict: (dict "root" $ "component" "auth").
+*/}}
+
+{{- define "reportflow.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "reportflow.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of one component's objects: <fullname>-<component>. */}}
+{{- define "reportflow.componentName" -}}
+{{- printf "%s-%s" (include "reportflow.fullname" .root) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "reportflow.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Standard labels; component is optional (release-wide objects have none). */}}
+{{- define "reportflow.labels" -}}
+helm.sh/chart: {{ include "reportflow.chart" .root }}
+{{ include "reportflow.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: reportflow
+{{- end }}
+
+{{- define "reportflow.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "reportflow.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* A NetworkPolicyPeer that is one component's pods. */}}
+{{- define "reportflow.peer" -}}
+- podSelector:
+    matchLabels:
+      {{- include "reportflow.selectorLabels" . | nindent 6 }}
+{{- end }}
+
+{{- define "reportflow.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "reportflow.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Image reference from an image map {repository, tag, digest}: (dict "root" $ "image" $img). */}}
+{{- define "reportflow.image" -}}
+{{- $tag := .image.tag | default .root.Values.image.tag | default .root.Chart.AppVersion -}}
+{{- if .image.digest -}}
+{{ .image.repository }}:{{ $tag }}@{{ .image.digest }}
+{{- else -}}
+{{ .image.repository }}:{{ $tag }}
+{{- end -}}
+{{- end }}
+
+{{/* An environment value as a string: whole numbers stay whole (values.yaml numbers are float64). */}}
+{{- define "reportflow.envValue" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) -}}
+{{ int64 . }}
+{{- else -}}
+{{ . }}
+{{- end -}}
+{{- end }}
+
+{{/* The Secret every service reads its secrets from. */}}
+{{- define "reportflow.secretName" -}}
+{{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "reportflow.fullname" .)) }}
+{{- end }}
+
+{{/* One env entry from the Secret: (dict "root" $ "name" "DATABASE_URL" "optional" false). */}}
+{{- define "reportflow.secretEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "reportflow.secretName" .root }}
+      key: {{ .name }}
+      {{- if .optional }}
+      optional: true
+      {{- end }}
+{{- end }}
+
+{{/* In-cluster addresses. */}}
+{{- define "reportflow.authUrl" -}}
+http://{{ include "reportflow.componentName" (dict "root" . "component" "auth") }}:{{ .Values.http.port | int }}
+{{- end }}
+
+{{- define "reportflow.s3EndpointUrl" -}}
+{{- if .Values.storage.endpointUrl -}}
+{{ .Values.storage.endpointUrl }}
+{{- else if .Values.dev.enabled -}}
+http://{{ include "reportflow.componentName" (dict "root" . "component" "minio") }}:{{ .Values.dev.minio.port | int }}
+{{- end -}}
+{{- end }}
+
+{{- define "reportflow.s3PublicEndpointUrl" -}}
+{{- if .Values.storage.publicEndpointUrl -}}
+{{ .Values.storage.publicEndpointUrl }}
+{{- else if and .Values.dev.enabled .Values.dev.minio.publishOnIngress .Values.ingress.enabled -}}
+{{ .Values.ingress.publicUrl }}
+{{- end -}}
+{{- end }}
+
+{{/* Settings of the services' containers that every service reads (secrets excepted). */}}
+{{- define "reportflow.commonEnv" -}}
+{{- $v := .root.Values -}}
+- name: PORT
+  value: {{ $v.http.port | int | quote }}
+- name: LOG_LEVEL
+  value: {{ $v.config.logLevel | quote }}
+- name: GRACEFUL_TIMEOUT_SECONDS
+  value: {{ (index $v .component).gracefulTimeoutSeconds | int | quote }}
+- name: PROMETHEUS_MULTIPROC_DIR
+  value: {{ $v.scratch.metricsDir | quote }}
+{{ include "reportflow.secretEnv" (dict "root" .root "name" "REDIS_URL") }}
+{{- end }}
+
+{{/* S3 storage settings (reports and worker). */}}
+{{- define "reportflow.storageEnv" -}}
+{{- $v := .Values -}}
+- name: STORAGE_BACKEND
+  value: s3
+- name: S3_BUCKET
+  value: {{ $v.storage.bucket | quote }}
+- name: S3_REGION
+  value: {{ $v.storage.region | quote }}
+- name: S3_ENDPOINT_URL
+  value: {{ include "reportflow.s3EndpointUrl" . | quote }}
+{{ include "reportflow.secretEnv" (dict "root" . "name" "S3_ACCESS_KEY_ID" "optional" true) }}
+{{ include "reportflow.secretEnv" (dict "root" . "name" "S3_SECRET_ACCESS_KEY" "optional" true) }}
+{{- end }}
+
+{{/* A component's own env map (values: <component>.env). */}}
+{{- define "reportflow.extraEnv" -}}
+{{- range $name, $value := . }}
+- name: {{ $name }}
+  value: {{ include "reportflow.envValue" $value | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "reportflow.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext }}
+{{- end }}
+
+{{- define "reportflow.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext }}
+{{- end }}
+
+{{/* Writable scratch space under a read-only root filesystem. */}}
+{{- define "reportflow.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ . }}
+{{- end }}
+
+{{- define "reportflow.podSpecCommon" -}}
+serviceAccountName: {{ include "reportflow.serviceAccountName" . }}
+{{ include "reportflow.hookPodSpec" . }}
+{{- end }}
+
+{{/* Hook pods run before the release's ServiceAccount exists, so they keep the namespace's default one. */}}
+{{- define "reportflow.hookPodSpec" -}}
+automountServiceAccountToken: false
+enableServiceLinks: false
+securityContext:
+  {{- include "reportflow.podSecurityContext" . | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* NetworkPolicy egress rules. */}}
+{{- define "reportflow.egress.dns" -}}
+{{- $dns := .Values.networkPolicy.dns -}}
+- to:
+    - namespaceSelector:
+        {{- toYaml $dns.namespaceSelector | nindent 8 }}
+      podSelector:
+        {{- toYaml $dns.podSelector | nindent 8 }}
+  ports:
+    - {protocol: UDP, port: {{ $dns.port | int }}}
+    - {protocol: TCP, port: {{ $dns.port | int }}}
+{{- end }}
+
+{{/* Egress to PostgreSQL, Redis or S3: the dev pods, or the external addresses. (dict "root" $ "dep" "redis") */}}
+{{- define "reportflow.egress.dependency" -}}
+{{- $v := .root.Values -}}
+{{- $devComponent := dict "postgresql" "postgresql" "redis" "redis" "s3" "minio" -}}
+{{- if $v.dev.enabled }}
+{{- $component := get $devComponent .dep }}
+- to:
+    {{- include "reportflow.peer" (dict "root" .root "component" $component) | nindent 4 }}
+  ports:
+    - {protocol: TCP, port: {{ (index $v.dev $component).port | int }}}
+{{- else }}
+{{- $ext := index $v.networkPolicy.external .dep }}
+- ports:
+    - {protocol: TCP, port: {{ $ext.port | int }}}
+  {{- with $ext.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Egress to a component's HTTP port (JWKS, helm test). */}}
+{{- define "reportflow.egress.http" -}}
+- to:
+    {{- include "reportflow.peer" . | nindent 4 }}
+  ports:
+    - {protocol: TCP, port: {{ .root.Values.http.port | int }}}
+{{- end }}
+
+{{/* Ingress from the ingress controller, from Prometheus. */}}
+{{- define "reportflow.from.ingressController" -}}
+{{- $ic := .Values.networkPolicy.ingressController -}}
+- namespaceSelector:
+    {{- toYaml $ic.namespaceSelector | nindent 4 }}
+  podSelector:
+    {{- toYaml $ic.podSelector | nindent 4 }}
+{{- end }}
+
+{{- define "reportflow.from.prometheus" -}}
+{{- $p := .Values.networkPolicy.prometheus -}}
+- namespaceSelector:
+    {{- toYaml $p.namespaceSelector | nindent 4 }}
+  podSelector:
+    {{- toYaml $p.podSelector | nindent 4 }}
+{{- end }}
+
+{{/* YAML list items from a list of rendered fragments, one after another without blank lines. */}}
+{{- define "reportflow.joinRules" -}}
+{{- $items := list }}
+{{- range . }}
+{{- $items = append $items (trim .) }}
+{{- end }}
+{{- join "\n" $items }}
+{{- end }}
