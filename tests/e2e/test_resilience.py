@@ -4,6 +4,7 @@ from __future__ import annotations
 import signal
 
 import psutil
+import requests
 
 from support.clients import SocketClient
 from support.stack import start_worker
@@ -114,3 +115,26 @@ def test_cancel_a_queued_job_and_delete_a_finished_one(api, stack):
         assert "Contents" not in s3.list_objects_v2(Bucket=stack.infra.s3.bucket, Prefix=key)
     finally:
         sock.disconnect()
+
+
+def test_a_job_that_cannot_be_stored_fails_and_says_so(api, stack):
+    """A storage error that is not an outage (here: the bucket does not exist) fails the job, visibly,
+    instead of leaving it `running` for ever."""
+    from support.stack import service
+
+    user = api.new_user()
+    stack.worker.stop()
+    broken = service(stack.infra, "worker-nobucket", "reportflow-worker", S3_BUCKET="no-such-bucket",
+                     WORKER_CONCURRENCY="1").start(ready_path="/healthz", timeout=60)
+    sock = SocketClient(stack.notifiers[0].url, user.token).connect()
+    try:
+        assert requests.get(broken.url + "/readyz", timeout=10).status_code == 503  # readiness says why
+        rep = user.create({"rows": 100, "columns": 2, "seed": 1})
+        _name, failed = sock.wait_for(lambda n, p: n == "report.failed" and p["report_id"] == rep["id"], 60)
+        assert failed["error"] == "The report could not be built (internal error)."  # no internals leak
+        final = user.get(rep["id"])
+        assert final["status"] == "failed" and final["error"] == failed["error"] and final["finished_at"]
+    finally:
+        sock.disconnect()
+        broken.stop()
+        stack.worker = start_worker(stack.infra)
