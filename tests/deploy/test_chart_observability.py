@@ -16,7 +16,8 @@ RULES = ROOT / "deploy" / "prometheus" / "rules" / "reportflow.rules.yml"
 
 
 def render(*sets: str) -> list[dict]:
-    helm = os.environ.get("HELM", "helm")
+    local = ROOT / ".tools" / "bin" / "helm"
+    helm = os.environ.get("HELM") or (str(local) if local.exists() else "helm")
     args = [helm, "template", "rf", str(CHART), "-n", "reportflow"]
     for s in sets:
         args += ["--set", s]

@@ -1,6 +1,7 @@
 """create_app(settings): the auth service's Flask application."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from flask import Flask
@@ -29,14 +30,10 @@ class AuthMetrics:
             self.tokens_revoked.labels(reason)
 
 
-_metrics: AuthMetrics | None = None
-
-
+@functools.cache
 def auth_metrics() -> AuthMetrics:
-    global _metrics
-    if _metrics is None:
-        _metrics = AuthMetrics()
-    return _metrics
+    """One set per process: Prometheus refuses a second registration, and tests build apps repeatedly."""
+    return AuthMetrics()
 
 
 @dataclass
@@ -58,7 +55,7 @@ def create_app(settings: Settings) -> Flask:
     app = Flask("reportflow_auth")
     app.extensions["reportflow"] = AuthContext(settings, key, engine, make_session_factory(engine), redis,
                                                auth_metrics())
-    init_web(app, "auth", {"postgres": lambda: ping(engine), "redis": redis.ping})
+    init_web(app, "auth", {"postgres": lambda: ping(engine), "redis": redis.ping}, settings.trusted_proxy_hops)
     init_jwt(app, redis, settings.jwt_issuer, private_key_pem=key.private_pem, public_key=key.public_key)
     app.register_blueprint(bp)
     return app

@@ -50,3 +50,27 @@ def run_gunicorn(load_app: Callable, settings, *, worker_class: str = "gthread",
         "post_worker_init": lambda _worker: _json_logs_only(),
         "limit_request_line": 8190,
     }).run()
+
+
+def serve_service(service: str, factory: str, *, check: Callable | None = None, **options) -> None:
+    """The body of every web service's console script: settings, logs, then gunicorn building
+    `factory` ("package.module:create_app") with those settings in each worker process.
+
+    `check(settings)` runs in the master first, so a bad secret stops start-up with its message."""
+    import importlib
+
+    from .logs import configure_logging
+    from .metrics import prepare_multiprocess_dir
+    from .settings import load_settings
+
+    prepare_multiprocess_dir()  # before anything imports prometheus_client
+    settings = load_settings(service)
+    configure_logging(service, settings.log_level)
+    if check is not None:
+        check(settings)
+    module, name = factory.split(":")
+
+    def load():
+        return getattr(importlib.import_module(module), name)(settings)
+
+    run_gunicorn(load, settings, **options)

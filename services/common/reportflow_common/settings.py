@@ -74,6 +74,9 @@ VARIABLES: tuple[Variable, ...] = (
              kind=int),
     Variable("PROGRESS_INTERVAL_SECONDS", "Minimum seconds between two progress events of one report.",
              (WORKER,), "0.5", kind=float),
+    Variable("TRUSTED_PROXY_HOPS", "Reverse proxies in front whose X-Forwarded-For/-Proto are believed "
+             "(1 behind the ingress; 0 trusts none). The login throttle keys on the client address.", WEB, "0",
+             kind=int),
     Variable("HOST", "Address the HTTP server binds.", ALL, "0.0.0.0"),
     Variable("PORT", "Port of the HTTP server (the worker's serves metrics and health).", ALL, "8000", kind=int),
     Variable("WEB_CONCURRENCY", "gunicorn worker processes (the notifier always runs one per process).",
@@ -123,6 +126,7 @@ class Settings:
     visibility_timeout_seconds: int = 3600
     max_job_attempts: int = 3
     progress_interval_seconds: float = 0.5
+    trusted_proxy_hops: int = 0
     host: str = "0.0.0.0"
     port: int = 8000
     web_concurrency: int = 2

@@ -38,10 +38,13 @@ def http_metrics(service: str) -> HttpMetrics:
     return _metrics[service]
 
 
-def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck]) -> None:
+def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck], proxy_hops: int = 0) -> None:
     """Bind the cross-cutting behaviour to `app`; `checks` name the dependencies /readyz probes."""
     from .contracts import MAX_BODY_BYTES
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    if proxy_hops:  # behind the ingress: the client's address and scheme come from its X-Forwarded-* headers
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxy_hops, x_proto=proxy_hops)
     app.json.sort_keys = False
     install_error_handlers(app)
     metrics = http_metrics(service)

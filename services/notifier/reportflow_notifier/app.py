@@ -5,6 +5,7 @@ token's subject; clients have no message that joins or leaves rooms.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from datetime import UTC, datetime
@@ -75,14 +76,10 @@ def _parse_time(value) -> datetime | None:
     return parsed if parsed.tzinfo else None
 
 
-_metrics: NotifierMetrics | None = None
-
-
+@functools.cache
 def notifier_metrics() -> NotifierMetrics:
-    global _metrics
-    if _metrics is None:
-        _metrics = NotifierMetrics()
-    return _metrics
+    """One set per process: Prometheus refuses a second registration, and tests build apps repeatedly."""
+    return NotifierMetrics()
 
 
 def _last_seq(auth) -> int | None:
@@ -101,7 +98,7 @@ def create_app(settings: Settings) -> Flask:
     manager.on_delivered = metrics.observe_live
 
     app = Flask("reportflow_notifier", static_folder=None)
-    init_web(app, "notifier", {"redis": redis.ping})
+    init_web(app, "notifier", {"redis": redis.ping}, settings.trusted_proxy_hops)
     init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)
     socketio = SocketIO(app, client_manager=manager, async_mode="gevent",
                         cors_allowed_origins=settings.allowed_origins or None,

@@ -1,6 +1,7 @@
 """create_app(settings): the reports service's Flask application."""
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -61,14 +62,10 @@ class QueueDepthCollector:
         yield family
 
 
-_metrics: ReportsMetrics | None = None
-
-
+@functools.cache
 def reports_metrics() -> ReportsMetrics:
-    global _metrics
-    if _metrics is None:
-        _metrics = ReportsMetrics()
-    return _metrics
+    """One set per process: Prometheus refuses a second registration, and tests build apps repeatedly."""
+    return ReportsMetrics()
 
 
 @dataclass
@@ -96,7 +93,8 @@ def create_app(settings: Settings) -> Flask:
     app = Flask("reportflow_reports")
     app.extensions["reportflow"] = ReportsContext(settings, make_session_factory(engine), redis, storage, celery,
                                                   events, reports_metrics())
-    init_web(app, "reports", {"postgres": lambda: ping(engine), "redis": redis.ping, "storage": storage.ping})
+    init_web(app, "reports", {"postgres": lambda: ping(engine), "redis": redis.ping, "storage": storage.ping},
+             settings.trusted_proxy_hops)
     init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)
     app.register_blueprint(bp)
     app.register_blueprint(openapi_blueprint())

@@ -4,4 +4,6 @@
 {{ include "reportflow.secretEnv" (dict "root" . "name" "JWT_PRIVATE_KEY") }}
 - name: JWT_ISSUER
   value: {{ .Values.config.jwtIssuer | quote }}
+- name: TRUSTED_PROXY_HOPS
+  value: {{ .Values.config.trustedProxyHops | int | quote }}
 {{- end }}

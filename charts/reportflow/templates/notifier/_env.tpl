@@ -3,6 +3,8 @@
   value: "{{ include "reportflow.authUrl" . }}/.well-known/jwks.json"
 - name: JWT_ISSUER
   value: {{ .Values.config.jwtIssuer | quote }}
+- name: TRUSTED_PROXY_HOPS
+  value: {{ .Values.config.trustedProxyHops | int | quote }}
 - name: SOCKETIO_ALLOWED_ORIGINS
   value: {{ .Values.notifier.allowedOrigins | default (list .Values.ingress.publicUrl) | join "," | quote }}
 - name: EVENT_HISTORY_MAX

@@ -4,6 +4,8 @@
   value: "{{ include "reportflow.authUrl" . }}/.well-known/jwks.json"
 - name: JWT_ISSUER
   value: {{ .Values.config.jwtIssuer | quote }}
+- name: TRUSTED_PROXY_HOPS
+  value: {{ .Values.config.trustedProxyHops | int | quote }}
 {{ include "reportflow.storageEnv" . }}
 - name: S3_PUBLIC_ENDPOINT_URL
   value: {{ include "reportflow.s3PublicEndpointUrl" . | quote }}
