@@ -65,3 +65,12 @@ def test_a_client_cannot_join_another_users_room(api, stack):
     finally:
         spy.disconnect()
         bob_sock.disconnect()
+
+
+def test_socket_io_responses_carry_the_request_id_too(stack):
+    """Socket.IO's own HTTP answers (long-polling) bypass Flask; the request id still comes back."""
+    r = requests.get(f"{stack.notifiers[0].url}/socket.io/?EIO=4&transport=polling",
+                     headers={"X-Request-ID": "sio-check-1"}, timeout=10)
+    assert r.status_code == 200 and r.headers["X-Request-ID"] == "sio-check-1"
+    generated = requests.get(f"{stack.notifiers[1].url}/socket.io/?EIO=4&transport=polling", timeout=10)
+    assert len(generated.headers["X-Request-ID"]) == 32

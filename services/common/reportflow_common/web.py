@@ -38,10 +38,32 @@ def http_metrics(service: str) -> HttpMetrics:
     return _metrics[service]
 
 
+class RequestIdMiddleware:
+    """Every HTTP response carries X-Request-ID: the client's own when it is sane, else a new one, which
+    the app then sees as the request's header (so logs and response agree)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        environ["HTTP_X_REQUEST_ID"] = request_id
+
+        def start(status, headers, exc_info=None):
+            if not any(name.lower() == "x-request-id" for name, _ in headers):
+                headers = [*headers, ("X-Request-ID", request_id)]
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+
 def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck], proxy_hops: int = 0) -> None:
     """Bind the cross-cutting behaviour to `app`; `checks` name the dependencies /readyz probes."""
     from .contracts import MAX_BODY_BYTES
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # Outermost, so they also cover what middleware inside answers on its own (Socket.IO's /socket.io).
+    app.wsgi_app = RequestIdMiddleware(app.wsgi_app)
     if proxy_hops:  # behind the ingress: the client's address and scheme come from its X-Forwarded-* headers
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxy_hops, x_proto=proxy_hops)
@@ -51,7 +73,7 @@ def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck], proxy_
 
     @app.before_request
     def _start():
-        incoming = request.headers.get("X-Request-ID", "")
+        incoming = request.headers.get("X-Request-ID", "")  # set by RequestIdMiddleware
         g.request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
         g.started = time.perf_counter()
         request_id_var.set(g.request_id)

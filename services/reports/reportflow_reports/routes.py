@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, request, send_file
+from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
 from flask_jwt_extended import get_jwt, jwt_required
 
 from reportflow_common import contracts as c
@@ -93,7 +93,7 @@ def download(report_id: str):
     if report.status != c.SUCCEEDED or not report.storage_key:
         raise Problem(409, c.CONFLICT, f"The report is {report.status}; only a succeeded report can be downloaded.")
     url = _ctx().storage.download_url(report.storage_key, f"{report.type}-{report.id}.xlsx")
-    return redirect(url, code=302)
+    return Response(status=302, headers={"Location": url})  # no HTML body, unlike flask.redirect
 
 
 @bp.delete("/v1/reports/<report_id>")
