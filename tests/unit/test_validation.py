@@ -61,11 +61,19 @@ def test_demo_values_outside_the_ranges_are_refused(name, value):
 
 
 @pytest.mark.parametrize("name", ["rows", "columns", "seed"])
-@pytest.mark.parametrize("value", [True, False, 10.0, "10", None, [10]])
-def test_demo_numbers_must_be_real_integers_not_bools_floats_or_strings(name, value):
+@pytest.mark.parametrize("value", [True, False, 10.5, "10", None, [10], float("inf")])
+def test_demo_numbers_must_be_real_integers_not_bools_fractions_or_strings(name, value):
     problem = _refused(validate_new_report, {"type": "demo", "params": {name: value}})
     assert _fields(problem) == [f"params.{name}"]
     assert "integer" in problem.errors[0]["message"]
+
+
+@pytest.mark.parametrize("name", ["rows", "columns", "seed"])
+def test_an_integral_number_written_with_a_fraction_is_that_integer(name):
+    """JSON (and JSON Schema) count 10.0 as the integer 10; it is stored as 10, so both are one request."""
+    _type, params = validate_new_report({"type": "demo", "params": {name: 10.0}})
+    assert params[name] == 10 and isinstance(params[name], int)
+    assert params == validate_new_report({"type": "demo", "params": {name: 10}})[1]
 
 
 def test_demo_seed_must_fit_in_64_bits():

@@ -15,15 +15,26 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _SEED_LIMIT = 2 ** 63 - 1
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _as_int(value) -> int | None:
+    """JSON's idea of an integer: 20 and 20.0 are; 20.5, true and "20" are not."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
-def _int_in(errors: list, field: str, value, low: int, high: int) -> None:
-    if not _is_int(value):
+def _int_in(errors: list, params: dict, name: str, low: int, high: int) -> None:
+    """Check params[name] and store it as an int, so 20.0 and 20 are the same request."""
+    value, field = _as_int(params[name]), f"params.{name}"
+    if value is None:
         errors.append({"field": field, "message": "must be an integer"})
     elif not low <= value <= high:
         errors.append({"field": field, "message": f"must be between {low} and {high}"})
+    else:
+        params[name] = value
 
 
 def validate_new_report(body: dict) -> tuple[str, dict]:
@@ -43,11 +54,9 @@ def validate_new_report(body: dict) -> tuple[str, dict]:
         params = {**c.DEMO_DEFAULTS, **params}
         errors += [{"field": f"params.{k}", "message": "unknown parameter"}
                    for k in sorted(set(params) - set(c.DEMO_DEFAULTS))]
-        if "rows" in params:
-            _int_in(errors, "params.rows", params["rows"], *c.DEMO_ROWS_RANGE)
-        if "columns" in params:
-            _int_in(errors, "params.columns", params["columns"], *c.DEMO_COLUMNS_RANGE)
-        _int_in(errors, "params.seed", params["seed"], -_SEED_LIMIT, _SEED_LIMIT)
+        _int_in(errors, params, "rows", *c.DEMO_ROWS_RANGE)
+        _int_in(errors, params, "columns", *c.DEMO_COLUMNS_RANGE)
+        _int_in(errors, params, "seed", -_SEED_LIMIT, _SEED_LIMIT)
     elif report_type == "activity":
         errors += [{"field": f"params.{k}", "message": "unknown parameter"} for k in sorted(params)]
     if errors:
