@@ -259,7 +259,7 @@ def test_replicas_disruption_budgets_and_autoscalers(docs):
 def ingress_routes(ingress: dict) -> dict[str, tuple[str, str]]:
     (rule,) = ingress["spec"]["rules"]
     return {p["path"]: (p["backend"]["service"]["name"], p["backend"]["service"]["port"]["name"])
-            for p in rule["http"]["paths"] if p["pathType"] == "Prefix"}
+            for p in rule["http"]["paths"]}
 
 
 @pytest.mark.parametrize("values", ["default-values.yaml", "production-values.yaml"])
@@ -271,10 +271,16 @@ def test_ingress_routes_one_host_and_the_socket_is_sticky_and_long_lived(docs, v
         assert ingress["spec"]["ingressClassName"] == "nginx"
     assert api["spec"]["rules"][0]["host"] == socket["spec"]["rules"][0]["host"]
     assert ingress_routes(api) == {"/v1/auth": (f"{RELEASE}-auth", "http"),
-                                   "/.well-known": (f"{RELEASE}-auth", "http"),
-                                   "/v1/reports": (f"{RELEASE}-reports", "http")}
+                                   "/.well-known/jwks.json": (f"{RELEASE}-auth", "http"),
+                                   "/v1/reports": (f"{RELEASE}-reports", "http"),
+                                   "/v1/openapi.json": (f"{RELEASE}-reports", "http")}
     assert ingress_routes(socket) == {"/socket.io": (f"{RELEASE}-notifier", "http"),
+                                      "/static": (f"{RELEASE}-notifier", "http"),
                                       "/": (f"{RELEASE}-notifier", "http")}
+    # only the contract's paths are public: "/" is the demo page, not a prefix that would expose /metrics
+    path_types = {p["path"]: p["pathType"] for i in (api, socket) for p in i["spec"]["rules"][0]["http"]["paths"]}
+    assert path_types == {"/v1/auth": "Prefix", "/.well-known/jwks.json": "Exact", "/v1/reports": "Prefix",
+                          "/v1/openapi.json": "Exact", "/socket.io": "Prefix", "/static": "Prefix", "/": "Exact"}
     notes = socket["metadata"]["annotations"]
     assert notes["nginx.ingress.kubernetes.io/affinity"] == "cookie"
     assert notes["nginx.ingress.kubernetes.io/affinity-mode"] == "persistent"

@@ -450,7 +450,7 @@ def test_ingress_routes_the_contract_paths(ingress, path, owner):
     assert upstream_of(ingress, path).startswith(owner)
 
 
-@pytest.mark.parametrize("path", ["/v1/reports", "/v1/reports/0a1b/download"])
+@pytest.mark.parametrize("path", ["/v1/reports", "/v1/reports/0a1b/download", "/v1/openapi.json"])
 def test_ingress_routes_reports_and_answers_problem_json_when_it_is_down(ingress, path):
     resp, data = call(ingress, path)
     assert resp.status == 503 and resp.getheader("Retry-After")

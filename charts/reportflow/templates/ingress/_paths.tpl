@@ -1,4 +1,5 @@
-{{/* One Ingress rule on the chart's host: (dict "root" $ "paths" (list (list "/v1/auth" "auth" "http") ...)). */}}
+{{/* One Ingress rule on the chart's host: (dict "root" $ "paths" (list (list "/v1/auth" "auth" "http") ...));
+     a path's optional fourth element is its pathType (default Prefix). */}}
 {{- define "reportflow.ingressSpec" -}}
 {{- $v := .root.Values -}}
 ingressClassName: {{ $v.ingress.className }}
@@ -13,7 +14,7 @@ rules:
       paths:
         {{- range .paths }}
         - path: {{ index . 0 }}
-          pathType: Prefix
+          pathType: {{ if gt (len .) 3 }}{{ index . 3 }}{{ else }}Prefix{{ end }}
           backend:
             service:
               name: {{ include "reportflow.componentName" (dict "root" $.root "component" (index . 1)) }}

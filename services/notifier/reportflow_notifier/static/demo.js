@@ -87,6 +87,8 @@
   function onEvent(name, payload) {
     if (payload.seq <= state.lastSeq) return; // already shown (the server does not resend, this is belt and braces)
     remember(payload.seq);
+    // A report started elsewhere (another tab, the API) or while offline: show it now, details follow.
+    if (!state.reports.has(payload.report_id)) fetchReport(payload.report_id);
     const r = state.reports.get(payload.report_id) || { id: payload.report_id, type: "?", created_at: payload.time };
     if (name === "report.progress") { r.status = "running"; r.progress = payload.progress; }
     if (name === "report.succeeded") { r.status = "succeeded"; r.progress = 1; r.rows = payload.rows; r.download_url = payload.download_url; }
@@ -101,6 +103,15 @@
         (payload.rows !== undefined ? " (" + payload.rows + " rows)" : "") + (payload.error ? ": " + payload.error : "");
       $("notifications").prepend(li);
     }
+  }
+
+  async function fetchReport(id) {
+    const resp = await api("GET", "/v1/reports/" + encodeURIComponent(id));
+    if (!resp.ok) return;
+    const fresh = await resp.json();
+    // What events said since wins (they are newer or as new); type and creation time come from the API.
+    state.reports.set(id, Object.assign(fresh, state.reports.get(id), { type: fresh.type, created_at: fresh.created_at }));
+    render();
   }
 
   async function loadReports() {

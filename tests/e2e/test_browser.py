@@ -1,0 +1,337 @@
+"""The demo page in a real Chromium, through the ingress stand-in built from the chart's Ingress rules.
+
+Two notifier processes sit behind the stand-in, so a long-polling session works only if the ingress keeps
+it on one of them: with the chart's cookie affinity it does, with plain round-robin it breaks.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import openpyxl
+import pytest
+import requests
+from playwright.sync_api import expect, sync_playwright
+
+from support.clients import Api
+from support.ingress import Ingress, chart_routes, render, stack_upstreams
+from support.processes import ServerProcess
+from support.stack import start_notifier, start_reports
+from support.waiting import free_port, wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
+ROWS, COLUMNS = 20000, 4  # about a second of work: long enough for progress events, short for the suite
+S = 1000  # Playwright timeouts are in ms
+
+# Records every status and progress value each report row of the page shows (the page re-renders rows).
+RECORDER = """
+window.__seen = {}; window.__states = [];
+new MutationObserver(() => {
+  const st = document.getElementById("socket-state");
+  if (st && window.__states[window.__states.length - 1] !== st.dataset.state) window.__states.push(st.dataset.state);
+  for (const tr of document.querySelectorAll("#reports tbody tr")) {
+    const s = (window.__seen[tr.dataset.reportId] ||= {statuses: [], progress: []});
+    if (!s.statuses.includes(tr.dataset.status)) s.statuses.push(tr.dataset.status);
+    const p = tr.querySelector("progress");
+    if (p && !s.progress.includes(p.value)) s.progress.push(p.value);
+  }
+}).observe(document, {subtree: true, childList: true, attributes: true});
+"""
+
+
+@pytest.fixture(scope="module")
+def site(stack):
+    """Notifiers that accept the stand-ins' origins, reports signing download links for the sticky one's
+    origin (as the chart's dev install), and two stand-ins: the chart's rules, and the same without affinity."""
+    sticky_port, plain_port = free_port(), free_port()
+    origins = [f"http://127.0.0.1:{p}" for p in (sticky_port, plain_port)]
+    jwks = stack.auth_url + "/.well-known/jwks.json"
+    started: list = []
+    try:
+        for _ in range(2):
+            started.append(start_notifier(stack.infra, jwks, SOCKETIO_ALLOWED_ORIGINS=",".join(origins)))
+        reports = start_reports(stack.infra, jwks, S3_PUBLIC_ENDPOINT_URL=origins[0])
+        started.append(reports)
+        upstreams = stack_upstreams(stack, notifiers=started[:2], reports=reports)
+        sticky = Ingress(stack.infra.workdir, upstreams, affinity=True, port=sticky_port)
+        started.append(sticky)
+        sticky.start()
+        plain = Ingress(stack.infra.workdir, upstreams, affinity=False, port=plain_port)
+        started.append(plain)
+        plain.start()
+        yield Site(sticky, plain, started[:2])
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+class Site:
+    def __init__(self, sticky: Ingress, plain: Ingress, notifiers: list[ServerProcess]):
+        self.sticky, self.plain, self.notifiers = sticky, plain, notifiers
+        self.api = Api(sticky.url, sticky.url)  # users register and log in through the ingress too
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}", file=sys.stderr)
+
+
+def open_page(browser, url: str, user, transports: list[str] | None, online: bool = True, on_response=None):
+    """A fresh browser profile on the demo page, logged in as `user` through the page's form."""
+    context = browser.new_context(accept_downloads=True)
+    if transports:
+        context.add_init_script(f"window.REPORTFLOW_TRANSPORTS = {json.dumps(transports)};")
+    context.add_init_script(RECORDER)
+    page = context.new_page()
+    if on_response:
+        page.on("response", on_response)
+    page.goto(url + "/")
+    page.fill("#email", user.email)
+    page.fill("#password", user.password)
+    page.click("#login-button")
+    expect(page.locator("#who")).to_have_text(user.email, timeout=10 * S)
+    if online:
+        expect(page.locator("#socket-state")).to_have_attribute("data-state", "online", timeout=10 * S)
+    return page
+
+
+def start_report(page, rows: int = ROWS, columns: int = COLUMNS) -> str:
+    before = set(page.locator("#reports tbody tr").evaluate_all("trs => trs.map(t => t.dataset.reportId)"))
+    page.fill("#rows", str(rows))
+    page.fill("#columns", str(columns))
+    page.click("#create-button")
+    wait_until(lambda: set(_row_ids(page)) - before, 10, "the new report's row")
+    (new,) = set(_row_ids(page)) - before
+    return new
+
+
+def _row_ids(page) -> list[str]:
+    return page.locator("#reports tbody tr").evaluate_all("trs => trs.map(t => t.dataset.reportId)")
+
+
+def succeeded(page, report_id: str):
+    return page.locator(f"li[data-event='report.succeeded'][data-report-id='{report_id}']")
+
+
+def notifications(page) -> list[tuple[str, str]]:
+    pairs = page.locator("#notifications li").evaluate_all("lis => lis.map(l => [l.dataset.event, l.dataset.reportId])")
+    return [tuple(p) for p in pairs]
+
+
+def sessions(log: list[str]) -> dict[str, set[str]]:
+    """Engine.IO session id -> the notifiers its requests went to (from lines of a stand-in's access log)."""
+    by_sid = defaultdict(set)
+    for line in log:
+        m = re.search(r"[?&]sid=([^& ]+).* upstream=(\S+)", line)
+        if m:
+            by_sid[m.group(1)].add(m.group(2))
+    return by_sid
+
+
+# --- the stand-in routes as the chart does ---
+
+UPSTREAM = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Echo(BaseHTTPRequestHandler):
+    def answer(self):
+        self.send_response(200); self.send_header("X-Upstream", sys.argv[1])
+        self.send_header("X-Upstream-Port", sys.argv[2]); self.send_header("Content-Length", "0"); self.end_headers()
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = answer
+    def log_message(self, *args): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Echo).serve_forever()
+"""
+
+
+def expected_component(path: str) -> str | None:
+    """Kubernetes' rules, independently of the renderer: the longest matching path wins; Prefix matches
+    whole path elements (/v1/auth matches /v1/auth and /v1/auth/x, not /v1/authx)."""
+    best = None
+    for r in chart_routes():
+        p = r.path.rstrip("/") or "/"
+        hit = path == r.path if r.path_type == "Exact" else p == "/" or path == p or path.startswith(p + "/")
+        if hit and (best is None or len(p) > len(best[0])):
+            best = (p, r.component)
+    return best and best[1]
+
+
+def test_stand_in_routes_every_chart_path_to_its_component_and_nothing_else(stack, tmp_path):
+    routes = chart_routes()
+    components = sorted({r.component for r in routes})
+    assert {"auth", "reports", "notifier"} <= set(components)
+    assert {(r.path, r.component) for r in routes} >= {("/v1/auth", "auth"), ("/v1/reports", "reports"),
+                                                       ("/socket.io", "notifier"), ("/", "notifier")}
+    echoes, upstreams = [], defaultdict(list)
+    try:
+        for component in components + ["notifier"]:  # two notifiers, like the stack
+            port = free_port()
+            echo = ServerProcess(f"echo-{component}-{port}", [sys.executable, "-c", UPSTREAM, component, str(port)],
+                                 {}, tmp_path, url=f"http://127.0.0.1:{port}")
+            echoes.append(echo.start(ready_path="/"))
+            upstreams[component].append(f"127.0.0.1:{port}")
+        ingress = Ingress(tmp_path, dict(upstreams))
+        echoes.append(ingress)
+        ingress.start()
+        probes = {"/", "/metrics", "/healthz", "/readyz", "/nope", "/v1", "/v1/files/x"}
+        for r in routes:
+            if p := r.path.rstrip("/"):
+                probes |= {r.path, p + "/", p + "/x/y", p + "x", p + ".x"}
+        for path in sorted(probes):
+            resp = requests.get(ingress.url + path, timeout=5)
+            want = expected_component(path)
+            assert resp.headers.get("X-Upstream") == want, f"{path}: to {resp.headers.get('X-Upstream')}, " \
+                                                           f"chart: {want} ({resp.status_code})"
+        # Cookie affinity, only where the chart asks for it: set when absent, then one notifier per cookie.
+        cookie = {r.cookie for r in routes if r.cookie}
+        assert cookie == {"rfsid"}
+        sticky = {r.path for r in routes if r.cookie}
+        for path in ("/v1/auth/login", "/v1/reports", "/.well-known/jwks.json"):
+            assert "set-cookie" not in requests.get(ingress.url + path, timeout=5).headers
+        for path in sticky:
+            first = requests.get(ingress.url + path, timeout=5)
+            assert re.match(r"rfsid=\w+; Path=/; Max-Age=86400; SameSite=Lax; HttpOnly$", first.headers["set-cookie"])
+            again = requests.get(ingress.url + path, cookies=first.cookies, timeout=5)
+            assert "set-cookie" not in again.headers
+            assert again.headers["X-Upstream"] == "notifier"
+        ports = set()
+        for key in "abcdefghij":
+            served = {requests.get(ingress.url + f"/socket.io/?k={i}", cookies={"rfsid": key}, timeout=5)
+                      .headers["X-Upstream-Port"] for i in range(3)}
+            assert len(served) == 1, f"cookie {key} went to {served}"
+            ports |= served
+        assert {f"127.0.0.1:{p}" for p in ports} == set(upstreams["notifier"])  # cookies spread over both notifiers
+        # The chart's long timeouts (for idle WebSockets and long polls) on every sticky location.
+        blocks = re.findall(r"location [^{]*\{([^}]*)\}", ingress.config_path.read_text())
+        socket_blocks = [b for b in blocks if "notifier_by_rfsid" in b]
+        sticky = [r for r in routes if r.component == "notifier"]
+        assert len(socket_blocks) == sum(len(render.nginx_locations(r)) for r in sticky)
+        assert all("proxy_read_timeout 3600s;" in b and "proxy_send_timeout 3600s;" in b for b in socket_blocks)
+    finally:
+        for process in reversed(echoes):
+            process.stop()
+
+
+def test_stack_behind_the_stand_in_answers_on_one_origin(ingress, start_ingress):
+    """The `ingress` fixture (the shared stack's services) and a round-robin one from `start_ingress`."""
+    plain = start_ingress(affinity=False)
+    for base in (ingress.url, plain.url):
+        assert requests.get(base + "/.well-known/jwks.json", timeout=5).json()["keys"]
+        assert requests.get(base + "/v1/reports", timeout=5).status_code == 401
+        assert "socket-state" in requests.get(base + "/", timeout=5).text
+        handshake = requests.get(base + "/socket.io/?EIO=4&transport=polling", timeout=5)
+        assert handshake.status_code == 200 and '"sid"' in handshake.text
+        assert ("rfsid" in handshake.cookies) == (base == ingress.url)
+
+
+# --- the demo page ---
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
+def test_two_users_see_progress_and_only_their_own_report_and_download_it(browser, site, transports, tmp_path):
+    users = [site.api.new_user(), site.api.new_user()]
+    mark = len(site.sticky.access_log())
+    pages = [open_page(browser, site.sticky.url, u, transports) for u in users]
+    ids = [start_report(page) for page in pages]
+    for page, own in zip(pages, ids, strict=True):
+        expect(succeeded(page, own)).to_have_count(1, timeout=30 * S)
+    for page, own, other in zip(pages, ids, reversed(ids), strict=True):
+        assert set(notifications(page)) == {("report.succeeded", own)}, notifications(page)
+        seen = page.evaluate("window.__seen")
+        assert other not in seen
+        assert "running" in seen[own]["statuses"] and any(0 < p < 1 for p in seen[own]["progress"]), seen[own]
+        expect(page.locator(f"tr[data-report-id='{own}']")).to_have_attribute("data-status", "succeeded")
+    kind = transports[0]
+    for i, page in enumerate(pages):
+        shot(page, f"two-users-{kind}-{i + 1}")
+        with page.expect_download(timeout=15 * S) as download:
+            page.click(f"tr[data-report-id='{ids[i]}'] button.download")
+        assert download.value.suggested_filename == f"demo-{ids[i]}.xlsx"
+        download.value.save_as(saved := tmp_path / download.value.suggested_filename)
+        rows = list(openpyxl.load_workbook(saved, read_only=True).active.iter_rows(values_only=True))
+        assert len(rows) == ROWS + 2 and len(rows[0]) == COLUMNS  # header, the rows, totals
+    for page in pages:
+        page.context.close()
+    # The transport really was the one forced (nginx logs a WebSocket when it closes), and every
+    # Engine.IO session stayed on one notifier.
+    def socket_log():
+        return [x for x in site.sticky.access_log()[mark:] if "/socket.io/" in x]
+    wait_until(lambda: {m for x in socket_log() for m in re.findall(r"transport=(\w+)", x)} == {kind}, 10,
+               f"{kind} requests, and only those, in the access log")
+    assert not [x for x in socket_log() if " 400 " in x], socket_log()
+    assert all(len(ups) == 1 for ups in sessions(socket_log()).values()), sessions(socket_log())
+
+
+def test_polling_without_affinity_cannot_connect(browser, site):
+    """The control: the same page, notifiers and polling, through round-robin. Each session's 2nd request
+    reaches the other notifier, which answers 400 (unknown session): the page never gets online."""
+    user = site.api.new_user()
+    socket_responses = []
+    page = open_page(browser, site.plain.url, user, ["polling"], online=False,
+                     on_response=lambda r: "/socket.io/" in r.url and socket_responses.append(r))
+
+    def failed_sids() -> set[str]:
+        page.evaluate("0")  # sync Playwright hands over the events received meanwhile only inside a call
+        return {re.search(r"sid=([^&]+)", r.url).group(1) for r in socket_responses if r.status == 400}
+    wait_until(lambda: len(failed_sids()) >= 2, 15, "two polling sessions refused (the page retries)")
+    # Socket.IO reports a session closed before its connect as a disconnect: the page says offline.
+    assert "online" not in page.evaluate("window.__states")
+    expect(page.locator("#socket-state")).not_to_have_attribute("data-state", "online")
+    # Each handshake worked (the origin is allowed); what failed is the session's next request, sent to
+    # the notifier that never opened it. Through the sticky stand-in the same requests succeed (above).
+    with_sid = [r for r in socket_responses if "sid=" in r.url]
+    assert with_sid and all(r.status == 400 and "Invalid session" in r.text() for r in with_sid), \
+        [(r.url, r.status) for r in with_sid]
+    handshakes = [r for r in socket_responses if "sid=" not in r.url]
+    assert len(handshakes) >= 2 and all(r.status == 200 and '"sid"' in r.text() for r in handshakes)
+    shot(page, "polling-without-affinity")
+    page.context.close()
+
+
+def test_page_reconnects_with_last_seq_and_shows_what_it_missed_once(browser, site):
+    user = site.api.new_user()
+    page = open_page(browser, site.sticky.url, user, None)  # the page's own transports
+    toggle, state = page.locator("#socket-toggle"), page.locator("#socket-state")
+    early = start_report(page, rows=50)  # seen live: gives the page a last_seq
+    expect(succeeded(page, early)).to_have_count(1, timeout=30 * S)
+
+    toggle.click()
+    expect(state).to_have_attribute("data-state", "offline", timeout=5 * S)
+    expect(toggle).to_have_text("Go online")
+    missed = user.create({"rows": 50, "columns": 2, "seed": 3})["id"]
+    user.wait_status(missed, ("succeeded",), 30)
+    assert succeeded(page, missed).count() == 0  # it finished while the page was offline
+    shot(page, "reconnect-offline")
+
+    toggle.click()
+    expect(state).to_have_attribute("data-state", "online", timeout=10 * S)
+    expect(succeeded(page, missed)).to_have_count(1, timeout=10 * S)
+    # Once more offline and online, then a live event: everything replayed before it has arrived by then.
+    toggle.click()
+    expect(state).to_have_attribute("data-state", "offline", timeout=5 * S)
+    toggle.click()
+    expect(state).to_have_attribute("data-state", "online", timeout=10 * S)
+    live = user.create({"rows": 50, "columns": 2, "seed": 4})["id"]
+    expect(succeeded(page, live)).to_have_count(1, timeout=30 * S)
+    assert notifications(page) == [("report.succeeded", r) for r in (live, missed, early)]
+    # Reports the page first heard of by an event are shown with their details from the API.
+    for report_id in (missed, live):
+        row = page.locator(f"tr[data-report-id='{report_id}']")
+        expect(row).to_have_attribute("data-status", "succeeded")
+        expect(row.locator("td").nth(1)).to_have_text("demo", timeout=5 * S)
+    shot(page, "reconnect-online")
+    page.context.close()
