@@ -112,7 +112,7 @@ def env_of(container: dict) -> dict[str, dict]:
 
 
 def test_the_chart_has_its_ci_values_files():
-    assert CI_VALUES == ["default-values.yaml", "minimal-values.yaml", "production-values.yaml"]
+    assert CI_VALUES == ["default-values.yaml", "minimal-values.yaml", "podman-values.yaml", "production-values.yaml"]
 
 
 @pytest.mark.parametrize("values", CI_VALUES)
