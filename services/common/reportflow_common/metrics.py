@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import tempfile
 
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
@@ -84,7 +83,3 @@ def render_latest() -> tuple[bytes, str]:
     else:
         registry = REGISTRY
     return generate_latest(_Chain(registry, *_scrape_collectors.values())), CONTENT_TYPE_LATEST
-
-
-def remove_dir(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)

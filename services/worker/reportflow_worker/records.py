@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
@@ -62,8 +62,3 @@ def cancel(sessions: sessionmaker[Session], report_id: uuid.UUID) -> bool:
             update(Report).where(Report.id == report_id, Report.status.in_(c.ACTIVE_STATUSES))
             .values(status=c.CANCELLED, finished_at=utcnow())
         ).rowcount == 1
-
-
-def owner_of(sessions: sessionmaker[Session], report_id: uuid.UUID) -> uuid.UUID | None:
-    with sessions() as s:
-        return s.scalar(select(Report.user_id).where(Report.id == report_id))
