@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 SOURCES := $(wildcard services/*/pyproject.toml) requirements/constraints.txt requirements/runtime.txt
 
-.PHONY: up test unit integration e2e deploy k8s-manifest lint install install-dev tools constraints config-table clean
+.PHONY: up test unit integration e2e deploy images containers k8s-manifest lint install install-dev tools constraints config-table clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ e2e: install-dev
 
 deploy: tools ## the deployment checks only (images, compose, chart, skaffold)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest tests/deploy
+
+images: ## build the four service images with podman (a Debian stand-in base when python:3.11-slim is absent)
+	$(PYTHON) scripts/images.py
+
+containers: install-dev tools ## the podman suite only: chart pods, inside the containers, compose
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest tests/containers
 
 k8s-manifest: $(TOOLS)/helm ## render charts/reportflow (default values) into k8s/reportflow.yaml (a test keeps it fresh)
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" k8s/render.sh

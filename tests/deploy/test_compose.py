@@ -218,8 +218,9 @@ def test_our_containers_are_hardened(services, ours):
     for name in ours:
         spec = services[name]
         assert spec.get("read_only") is True, name
-        uid = str(spec.get("user", "")).split(":")[0]
+        uid, _, gid = str(spec.get("user", "")).partition(":")
         assert uid.isdigit() and int(uid) != 0, f"{name} user={spec.get('user')!r}"
+        assert gid.isdigit() and int(gid) != 0, f"{name}: group root (0) unless a group is named"
         assert spec.get("cap_drop") == ["ALL"] and not spec.get("cap_add"), name
         assert "no-new-privileges:true" in (spec.get("security_opt") or []), name
         assert "/tmp" in [t.split(":")[0] for t in spec.get("tmpfs") or []], f"{name}: /tmp must be writable"

@@ -116,7 +116,7 @@ def test_final_stage_runs_as_numeric_non_root_user(dockerfile):
     assert users, "the final stage sets no USER: it would run as root"
     uid, _, gid = users[-1].partition(":")
     # Numeric: the stand-in base has no useradd, and Kubernetes runAsNonRoot can only verify a number.
-    assert uid.isdigit() and int(uid) != 0 and (not gid or gid.isdigit()), users[-1]
+    assert uid.isdigit() and int(uid) != 0 and gid.isdigit() and int(gid) != 0, users[-1]  # not group root
 
 
 def test_every_stage_uses_the_pinned_base(dockerfile):

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Build the four service images with podman: localhost/reportflow-<service>:<version>.
+
+    python3 scripts/images.py                 # build all four (what `make images` runs)
+    python3 scripts/images.py --missing auth  # only those of the named ones that are not present
+
+Each image is services/<name>/Dockerfile with the repository root as context, built with --pull=never
+(nothing can be pulled here). The Dockerfiles start FROM python:3.11-slim-bookworm; when that image is not
+present locally, a stand-in with the same name is made from Debian bookworm with debootstrap, from the
+mirror apt uses. Prints each image's build time and size. tests/containers imports podman_env() and ensure().
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("auth", "reports", "worker", "notifier")
+BASE = "docker.io/library/python:3.11-slim-bookworm"
+STAND_IN_LABEL = "org.reportflow.base-stand-in"
+RUN_DIR = ROOT / ".run" / "podman"
+
+
+def say(message: str) -> None:
+    print(message, flush=True)  # noqa: T201 (a command-line tool's output)
+
+
+def version() -> str:
+    project = tomllib.loads((ROOT / "services/common/pyproject.toml").read_text()).get("project", {})
+    return project.get("version", "0.1.0")
+
+
+def image(service: str) -> str:
+    return f"localhost/reportflow-{service}:{version()}"
+
+
+def podman_env() -> dict:
+    """The environment podman runs with. Without a containers.conf of the machine's, point podman at one
+    with no default ulimits: in a sandbox such as this machine's the runtime may not set RLIMIT_NPROC/NOFILE,
+    and every container, build steps included, fails with "error setting rlimit" (MACHINE.md §15)."""
+    env = dict(os.environ)
+    if "CONTAINERS_CONF" not in env and not Path("/etc/containers/containers.conf").exists():
+        conf = RUN_DIR / "containers.conf"
+        if not conf.exists():
+            conf.parent.mkdir(parents=True, exist_ok=True)
+            conf.write_text("# written by scripts/images.py: no default ulimits (see podman_env)\n"
+                            "[containers]\ndefault_ulimits = []\n")
+        env["CONTAINERS_CONF"] = str(conf)
+    return env
+
+
+def podman(*args: str, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], env=podman_env(), check=check, text=True,
+                          stdout=subprocess.PIPE if quiet else None, stderr=subprocess.PIPE if quiet else None)
+
+
+def exists(name: str) -> bool:
+    return podman("image", "exists", name, check=False).returncode == 0
+
+
+def apt_mirror() -> str:
+    """The Debian mirror apt is configured with (deb822 .sources or one-line .list), else deb.debian.org."""
+    if os.environ.get("DEBIAN_MIRROR"):
+        return os.environ["DEBIAN_MIRROR"]
+    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")) + ["/etc/apt/sources.list"] + sorted(
+            glob.glob("/etc/apt/sources.list.d/*.list")):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        for stanza in re.split(r"\n\s*\n", text):  # deb822: URIs/Suites fields in one stanza
+            uris, suites = re.search(r"^URIs:\s*(\S+)", stanza, re.M), re.search(r"^Suites:(.*)$", stanza, re.M)
+            if uris and suites and "bookworm" in suites.group(1).split():
+                return uris.group(1)
+        for line in text.splitlines():  # one-line: deb [opts] URI SUITE COMPONENTS
+            m = re.match(r"\s*deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", line)
+            if m:
+                return m.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def build_stand_in() -> float:
+    """Debian bookworm minbase with python3 and venv, imported under the official image's name."""
+    for tool in ("debootstrap", "tar"):
+        if not shutil.which(tool):
+            sys.exit(f"{BASE} is not present and {tool} is missing: apt-get install -y debootstrap")
+    if os.geteuid() != 0:
+        sys.exit(f"{BASE} is not present, and debootstrap needs root to make the stand-in")
+    start = time.monotonic()
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=RUN_DIR, prefix="base-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        mirror = apt_mirror()
+        say(f"{BASE} not present: building a stand-in with debootstrap from {mirror}")
+        run = subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+                              "bookworm", str(rootfs), mirror], capture_output=True, text=True)
+        if run.returncode:
+            sys.exit(f"debootstrap from {mirror} failed (DEBIAN_MIRROR= picks another):\n{run.stdout[-2000:]}")
+        # The machine's CA bundle, so that pip inside a build trusts what this machine trusts (a TLS proxy).
+        if Path("/etc/ssl/certs/ca-certificates.crt").exists():
+            shutil.copy("/etc/ssl/certs/ca-certificates.crt", rootfs / "etc/ssl/certs/ca-certificates.crt")
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(["podman", "import", "--quiet", "--change", "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+                        "--change", 'CMD ["python3"]', "--change", f"LABEL {STAND_IN_LABEL}=debootstrap-bookworm",
+                        "-", BASE], stdin=tar.stdout, env=podman_env(), check=True, stdout=subprocess.DEVNULL)
+        tar.stdout.close()
+        if tar.wait():
+            sys.exit("tar of the stand-in root filesystem failed")
+    return time.monotonic() - start
+
+
+def base_kind() -> str:
+    out = podman("image", "inspect", "--format", f'{{{{index .Labels "{STAND_IN_LABEL}"}}}}', BASE).stdout.strip()
+    return "stand-in (debootstrap)" if out and out != "<no value>" else "official"
+
+
+def image_id(name: str) -> str:
+    return podman("image", "inspect", "--format", "{{.Id}}", name, check=False).stdout.strip()
+
+
+def build(service: str) -> tuple[float, int]:
+    """One image; unchanged sources hit the layer cache (a few seconds)."""
+    start, previous = time.monotonic(), image_id(image(service))
+    run = podman("build", "--pull=never", "--quiet", "-t", image(service),
+                 "-f", str(ROOT / "services" / service / "Dockerfile"), str(ROOT), check=False)
+    if run.returncode:
+        sys.exit(f"podman build of {service} failed:\n{run.stdout}{run.stderr}")
+    seconds = time.monotonic() - start
+    if previous and previous != image_id(image(service)):
+        podman("rmi", previous, check=False)  # the replaced image, now untagged (kept if a container uses it)
+    return seconds, int(podman("image", "inspect", "--format", "{{.Size}}", image(service)).stdout.strip())
+
+
+def ensure_base() -> None:
+    """The official base if present, else the stand-in (made once, then present under the same name)."""
+    if not exists(BASE):
+        say(f"base stand-in built in {build_stand_in():.1f} s")
+    if not getattr(ensure_base, "reported", False):
+        size = int(podman("image", "inspect", "--format", "{{.Size}}", BASE).stdout.strip())
+        say(f"base image: {BASE} ({base_kind()}, {size / 1e6:.1f} MB)")
+        ensure_base.reported = True
+
+
+def ensure(services=SERVICES, missing_only: bool = False) -> list[tuple[str, float, int]]:
+    """Build the images (only the absent ones with missing_only); returns (image, seconds, bytes) built."""
+    if not shutil.which("podman"):
+        sys.exit("podman is not installed: apt-get install -y podman runc debootstrap")
+    todo = [s for s in services if not (missing_only and exists(image(s)))]
+    if not todo:
+        return []
+    ensure_base()
+    built = []
+    for service in todo:
+        seconds, size = build(service)
+        built.append((image(service), seconds, size))
+        say(f"{image(service):40} built in {seconds:6.1f} s  {size / 1e6:7.1f} MB")
+    return built
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all)")
+    parser.add_argument("--missing", action="store_true", help="build only images that are not present")
+    args = parser.parse_args()
+    unknown = set(args.services) - set(SERVICES)
+    if unknown:
+        parser.error(f"unknown service(s): {', '.join(sorted(unknown))}")
+    ensure(args.services or SERVICES, args.missing)
+
+
+if __name__ == "__main__":
+    main()
