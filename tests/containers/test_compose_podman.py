@@ -197,7 +197,7 @@ def test_login_and_a_report_through_the_compose_ingress(compose, tmp_path):
         sock = SocketClient(base, user.token).connect()  # /socket.io through the sticky upstream
         try:
             rep = user.create({"rows": 500, "columns": 4, "seed": 3})
-            sock.wait_for(lambda n, p: n == "report.succeeded" and p["report_id"] == rep["id"], 90)
+            sock.wait_event("report.succeeded", rep["id"], 90)
         finally:
             sock.disconnect()
         assert user.get(rep["id"])["status"] == "succeeded"

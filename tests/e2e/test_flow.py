@@ -10,10 +10,6 @@ from reportflow_worker.builders.demo import TOTAL_LABEL, demo_columns, demo_rows
 from support.clients import SocketClient
 
 
-def _succeeded(report_id):
-    return lambda name, p: name == "report.succeeded" and p["report_id"] == report_id
-
-
 def download_workbook(user, report_id: str):
     r = user.request("GET", f"/v1/reports/{report_id}/download", allow_redirects=False)
     assert r.status_code == 302, r.text
@@ -45,9 +41,9 @@ def test_each_user_is_told_only_of_their_own_reports(api, stack):
         a = alice.create({"rows": 3000, "columns": 9, "seed": 7})
         b = bob.create({"rows": 2000, "columns": 4, "seed": 8})
         for sock in alice_socks:
-            sock.wait_for(_succeeded(a["id"]), 60, "alice's report.succeeded")
+            sock.wait_event("report.succeeded", a["id"], 60)
         for sock in bob_socks:
-            sock.wait_for(_succeeded(b["id"]), 60, "bob's report.succeeded")
+            sock.wait_event("report.succeeded", b["id"], 60)
 
         for sock in alice_socks:
             assert {p["report_id"] for _n, p in sock.events} == {a["id"]}
@@ -57,7 +53,7 @@ def test_each_user_is_told_only_of_their_own_reports(api, stack):
         # both processes delivered the same events to alice
         assert alice_socks[0].events == alice_socks[1].events
 
-        name, done = alice_socks[0].wait_for(_succeeded(a["id"]))
+        done = alice_socks[0].wait_event("report.succeeded", a["id"])
         assert done["rows"] == 3000 and done["size_bytes"] > 0
         assert done["download_url"] == f"/v1/reports/{a['id']}/download"
         report = alice.get(a["id"])
@@ -74,7 +70,7 @@ def test_downloaded_file_has_exact_rows_header_totals_and_values(api, stack):
     sock = SocketClient(stack.notifiers[1].url, user.token).connect()
     try:
         rep = user.create({"rows": 1500, "columns": 10, "seed": 12345})
-        sock.wait_for(_succeeded(rep["id"]), 60)
+        sock.wait_event("report.succeeded", rep["id"], 60)
     finally:
         sock.disconnect()
     wb, size = download_workbook(user, rep["id"])
@@ -92,7 +88,7 @@ def test_progress_events_are_throttled_and_increasing(api, stack):
     sock = SocketClient(stack.notifiers[0].url, user.token).connect()
     try:
         rep = user.create({"rows": 150_000, "columns": 8, "seed": 1})
-        sock.wait_for(_succeeded(rep["id"]), 120)
+        sock.wait_event("report.succeeded", rep["id"], 120)
     finally:
         sock.disconnect()
     progress = [p for n, p in sock.of_report(rep["id"]) if n == "report.progress"]
@@ -114,7 +110,7 @@ def test_activity_report_lists_the_callers_reports_only(api, stack):
     sock = SocketClient(stack.notifiers[0].url, user.token).connect()
     try:
         act = user.create(report_type="activity")
-        sock.wait_for(_succeeded(act["id"]), 60)
+        sock.wait_event("report.succeeded", act["id"], 60)
     finally:
         sock.disconnect()
     wb, _size = download_workbook(user, act["id"])

@@ -56,7 +56,7 @@ def test_one_origin_serves_the_demo_page_api_and_socket(up):
     sock = SocketClient(base, user.token).connect()
     try:
         rep = user.create({"rows": 500, "columns": 5, "seed": 3})
-        sock.wait_for(lambda n, p: n == "report.succeeded" and p["report_id"] == rep["id"], 60)
+        sock.wait_event("report.succeeded", rep["id"], 60)
     finally:
         sock.disconnect()
     link = user.request("GET", f"/v1/reports/{rep['id']}/download", allow_redirects=False)

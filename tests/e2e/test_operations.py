@@ -71,7 +71,7 @@ def test_worker_finishes_its_job_on_sigterm(api, stack, infra):
         worker.proc.send_signal(signal.SIGTERM)  # warm shutdown: finish the job, take no new one
         assert worker.proc.wait(120) == 0, worker.tail()
         assert user.get(rep["id"])["status"] == "succeeded"
-        sock.wait_for(lambda n, p: n == "report.succeeded" and p["report_id"] == rep["id"], 30)
+        sock.wait_event("report.succeeded", rep["id"], 30)
     finally:
         sock.disconnect()
         worker.stop()

@@ -32,7 +32,7 @@ def test_pool_process_killed_mid_job_is_rerun_and_succeeds(api, stack):
         done = user.wait_status(rep["id"], ("succeeded", "failed"), 180)
         assert done["status"] == "succeeded", done
         assert done["rows"] == 400_000
-        sock.wait_for(lambda n, p: n == "report.succeeded" and p["report_id"] == rep["id"], 30)
+        sock.wait_event("report.succeeded", rep["id"], 30)
         assert len(_events(sock, rep["id"], "report.succeeded")) == 1
         assert stack.worker.alive()
     finally:
@@ -79,7 +79,7 @@ def test_cancel_a_running_job(api, stack):
         wait_until(_running_with_progress(user, rep["id"]), 60, "the job to be running")
         r = user.request("DELETE", f"/v1/reports/{rep['id']}")
         assert r.status_code == 204
-        sock.wait_for(lambda n, p: n == "report.cancelled" and p["report_id"] == rep["id"], 60, "report.cancelled")
+        sock.wait_event("report.cancelled", rep["id"], 60)
         final = user.get(rep["id"])
         assert final["status"] == "cancelled" and final["finished_at"] and "download_url" not in final
         assert not _events(sock, rep["id"], "report.succeeded")
@@ -98,7 +98,7 @@ def test_cancel_a_queued_job_and_delete_a_finished_one(api, stack):
     try:
         rep = user.create({"rows": 10, "columns": 2, "seed": 1})
         assert user.request("DELETE", f"/v1/reports/{rep['id']}").status_code == 204
-        sock.wait_for(lambda n, p: n == "report.cancelled" and p["report_id"] == rep["id"], 30)
+        sock.wait_event("report.cancelled", rep["id"], 30)
         assert user.get(rep["id"])["status"] == "cancelled"
     finally:
         stack.worker.signal_group(signal.SIGCONT)
@@ -130,7 +130,7 @@ def test_a_job_that_cannot_be_stored_fails_and_says_so(api, stack):
     try:
         assert requests.get(broken.url + "/readyz", timeout=10).status_code == 503  # readiness says why
         rep = user.create({"rows": 100, "columns": 2, "seed": 1})
-        _name, failed = sock.wait_for(lambda n, p: n == "report.failed" and p["report_id"] == rep["id"], 60)
+        failed = sock.wait_event("report.failed", rep["id"], 60)
         assert failed["error"] == "The report could not be built (internal error)."  # no internals leak
         final = user.get(rep["id"])
         assert final["status"] == "failed" and final["error"] == failed["error"] and final["finished_at"]

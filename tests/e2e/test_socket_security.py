@@ -57,10 +57,10 @@ def test_a_client_cannot_join_another_users_room(api, stack):
             for room in (f"user:{bob_id}", bob_id):
                 spy.sio.emit(event, {"room": room, "user_id": bob_id})
         rep = bob.create({"rows": 50, "columns": 2, "seed": 1})
-        bob_sock.wait_for(lambda n, p: n == "report.succeeded" and p["report_id"] == rep["id"], 60)
+        bob_sock.wait_event("report.succeeded", rep["id"], 60)
         # alice's own event afterwards proves her socket was live while bob's event went out
         mine = alice.create({"rows": 50, "columns": 2, "seed": 2})
-        spy.wait_for(lambda n, p: n == "report.succeeded" and p["report_id"] == mine["id"], 60)
+        spy.wait_event("report.succeeded", mine["id"], 60)
         assert {p["report_id"] for _n, p in spy.events} == {mine["id"]}
     finally:
         spy.disconnect()

@@ -107,6 +107,11 @@ class SocketClient:
                 raise AssertionError(f"timed out waiting for {what}; got {self.events}")
             return ok
 
+    def wait_event(self, name: str, report_id: str, timeout: float = 60) -> dict:
+        """The payload of the first `name` event of `report_id` (waiting for it if it has not come yet)."""
+        return self.wait_for(lambda n, p: n == name and p["report_id"] == report_id, timeout,
+                             f"{name} of {report_id}")[1]
+
     def of_report(self, report_id: str) -> list[tuple[str, dict]]:
         return [e for e in self.events if e[1].get("report_id") == report_id]
 
