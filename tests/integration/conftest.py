@@ -56,11 +56,18 @@ def kid(jwks_url) -> str:
 
 
 @pytest.fixture(scope="session")
-def make_reports_app(infra, jwks_url):
+def broker_url(infra) -> str:
+    """A broker database of its own: the e2e stack's worker (same Redis server) never takes these jobs."""
+    return infra.redis.url.rsplit("/", 1)[0] + "/1"
+
+
+@pytest.fixture(scope="session")
+def make_reports_app(infra, jwks_url, broker_url):
     from reportflow_reports.app import create_app
 
     def make(**env):
-        return create_app(load_settings(REPORTS, infra.base_env(**{"JWKS_URL": jwks_url, **env})))
+        return create_app(load_settings(REPORTS, infra.base_env(
+            **{"JWKS_URL": jwks_url, "BROKER_URL": broker_url, **env})))
     return make
 
 
@@ -87,6 +94,13 @@ def accounts(auth_app):
 @pytest.fixture(scope="session")
 def redis(infra):
     client = Redis.from_url(infra.redis.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def broker(broker_url):
+    client = Redis.from_url(broker_url)
     yield client
     client.close()
 

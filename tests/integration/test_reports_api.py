@@ -43,13 +43,13 @@ def created(reports, user, body=None, key: str | None = None) -> dict:
     return r.get_json()
 
 
-def enqueued_report_ids(redis) -> list[str]:
+def enqueued_report_ids(broker) -> list[str]:
     """Report ids of the build jobs waiting in the Celery broker (kombu's Redis lists), oldest last."""
     ids = []
-    for key in redis.keys(c.REPORTS_QUEUE + "*"):
-        if redis.type(key) != b"list":
+    for key in broker.keys(c.REPORTS_QUEUE + "*"):
+        if broker.type(key) != b"list":
             continue
-        for raw in redis.lrange(key, 0, -1):
+        for raw in broker.lrange(key, 0, -1):
             message = json.loads(raw)
             assert message["headers"]["task"] == c.BUILD_REPORT_TASK
             args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
@@ -65,7 +65,7 @@ def _utc(text: str) -> datetime:
 
 # Creating
 
-def test_create_answers_202_with_location_and_the_queued_report(reports, alice, redis):
+def test_create_answers_202_with_location_and_the_queued_report(reports, alice, broker):
     r = create(reports, alice, {"type": "demo", "params": {"rows": 10, "columns": 3, "seed": 7}})
     assert r.status_code == 202 and r.mimetype == "application/json"
     report = r.get_json()
@@ -76,7 +76,7 @@ def test_create_answers_202_with_location_and_the_queued_report(reports, alice, 
     assert report["status"] == "queued" and report["progress"] == 0
     assert abs(_utc(report["created_at"]) - datetime.now(_utc(report["created_at"]).tzinfo)) < timedelta(minutes=5)
     assert all(report[k] is None for k in ("started_at", "finished_at", "rows", "size_bytes", "error"))
-    assert enqueued_report_ids(redis).count(report["id"]) == 1
+    assert enqueued_report_ids(broker).count(report["id"]) == 1
     assert reports.get(r.headers["Location"], headers=alice.headers).get_json() == report
 
 
@@ -109,12 +109,12 @@ def test_a_body_that_is_not_json_is_415(reports, alice):
     assert_problem(reports.post("/v1/reports", headers=alice.headers), 415, "unsupported_media_type")
 
 
-def test_a_body_over_64_kib_is_413(reports, alice, redis):
-    before = len(enqueued_report_ids(redis))
+def test_a_body_over_64_kib_is_413(reports, alice, broker):
+    before = len(enqueued_report_ids(broker))
     body = json.dumps({"type": "demo", "params": {"rows": 10}, "padding": "x" * (64 * 1024)})
     r = reports.post("/v1/reports", data=body, content_type="application/json", headers=alice.headers)
     assert_problem(r, 413, "payload_too_large")
-    assert len(enqueued_report_ids(redis)) == before
+    assert len(enqueued_report_ids(broker)) == before
     assert reports.get("/v1/reports", headers=alice.headers).get_json()["items"] == []
 
 
@@ -148,11 +148,11 @@ def test_bad_bodies_are_422_naming_every_field(reports, alice, body, fields):
     assert_problem(create(reports, alice, body), 422, "invalid_request", *fields)
 
 
-def test_nothing_is_stored_or_queued_for_a_refused_request(reports, alice, redis):
-    before = len(enqueued_report_ids(redis))
+def test_nothing_is_stored_or_queued_for_a_refused_request(reports, alice, broker):
+    before = len(enqueued_report_ids(broker))
     assert create(reports, alice, {"type": "demo", "params": {"rows": 0}}).status_code == 422
     assert reports.get("/v1/reports", headers=alice.headers).get_json() == {"items": [], "next_cursor": None}
-    assert len(enqueued_report_ids(redis)) == before
+    assert len(enqueued_report_ids(broker)) == before
 
 
 # Reading
@@ -275,7 +275,7 @@ def test_delete_of_a_queued_report_cancels_it(reports_app, reports, alice, redis
 
 # Idempotency-Key
 
-def test_the_same_idempotency_key_and_body_return_the_same_report(reports, alice, redis):
+def test_the_same_idempotency_key_and_body_return_the_same_report(reports, alice, broker):
     key = f"key-{uuid.uuid4()}"
     first = create(reports, alice, key=key)
     assert first.status_code == 202
@@ -283,7 +283,7 @@ def test_the_same_idempotency_key_and_body_return_the_same_report(reports, alice
     assert again.status_code == 200
     assert again.get_json()["id"] == first.get_json()["id"]
     assert again.headers["Location"] == first.headers["Location"]
-    assert enqueued_report_ids(redis).count(first.get_json()["id"]) == 1  # no second job
+    assert enqueued_report_ids(broker).count(first.get_json()["id"]) == 1  # no second job
     assert len(reports.get("/v1/reports", headers=alice.headers).get_json()["items"]) == 1
 
 
