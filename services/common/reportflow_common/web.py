@@ -10,9 +10,9 @@ from collections.abc import Callable
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import Counter, Histogram
 
-from .contracts import UNAVAILABLE
+from .contracts import MAX_BODY_BYTES, UNAVAILABLE, UNSUPPORTED_MEDIA_TYPE
 from .logs import request_id_var, user_id_var
-from .problems import Problem, install_error_handlers, problem_response
+from .problems import Problem, install_error_handlers, invalid, problem_response
 
 log = logging.getLogger("reportflow.access")
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -60,7 +60,6 @@ class RequestIdMiddleware:
 
 def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck], proxy_hops: int = 0) -> None:
     """Bind the cross-cutting behaviour to `app`; `checks` name the dependencies /readyz probes."""
-    from .contracts import MAX_BODY_BYTES
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # Outermost, so they also cover what middleware inside answers on its own (Socket.IO's /socket.io).
     app.wsgi_app = RequestIdMiddleware(app.wsgi_app)
@@ -73,15 +72,14 @@ def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck], proxy_
 
     @app.before_request
     def _start():
-        incoming = request.headers.get("X-Request-ID", "")  # set by RequestIdMiddleware
-        g.request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        # RequestIdMiddleware has checked or made it (absent only in a bare test_request_context)
+        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         g.started = time.perf_counter()
         request_id_var.set(g.request_id)
         user_id_var.set(None)
 
     @app.after_request
     def _finish(resp: Response):
-        resp.headers["X-Request-ID"] = g.get("request_id", "")
         resp.headers.setdefault("Cache-Control", "no-store")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         route = request.url_rule.rule if request.url_rule else "unmatched"
@@ -127,8 +125,6 @@ def run_checks(checks: dict[str, ReadinessCheck]) -> list[str]:
 
 def json_body() -> dict:
     """The request's JSON object, or a Problem: 415 for another media type, 400 for bad JSON or a non-object."""
-    from .contracts import UNSUPPORTED_MEDIA_TYPE
-    from .problems import Problem, invalid
     if not request.is_json:
         raise Problem(415, UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.")
     try:
