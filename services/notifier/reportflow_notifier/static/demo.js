@@ -3,11 +3,15 @@
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
-  const state = { access: null, refresh: null, user: null, socket: null, lastSeq: 0, reports: new Map() };
+  const state = { access: null, refresh: null, user: null, socket: null, lastSeq: 0, epoch: null, reports: new Map() };
 
+  // Where this page is in the user's numbered events: (epoch, last seq). Sent on every (re)connect.
   function seqKey() { return "reportflow.last_seq." + state.user.id; }
-  function remember(seq) {
-    if (seq > state.lastSeq) { state.lastSeq = seq; sessionStorage.setItem(seqKey(), String(seq)); }
+  function epochKey() { return "reportflow.epoch." + state.user.id; }
+  function remember(epoch, seq) {
+    state.epoch = epoch; state.lastSeq = seq;
+    sessionStorage.setItem(seqKey(), String(seq));
+    if (epoch) sessionStorage.setItem(epochKey(), epoch);
   }
 
   async function api(method, path, body, retried) {
@@ -47,6 +51,7 @@
     state.access = t.access_token; state.refresh = t.refresh_token;
     state.user = await (await api("GET", "/v1/auth/me")).json();
     state.lastSeq = Number(sessionStorage.getItem(seqKey()) || 0);
+    state.epoch = sessionStorage.getItem(epochKey());
     $("who").textContent = state.user.email;
     $("login-view").hidden = true; $("app-view").hidden = false;
     await loadReports();
@@ -56,7 +61,7 @@
   async function logout() {
     if (state.access) await fetch("/v1/auth/logout", { method: "POST", headers: { Authorization: "Bearer " + state.access } });
     if (state.socket) state.socket.disconnect();
-    Object.assign(state, { access: null, refresh: null, user: null, socket: null, lastSeq: 0 });
+    Object.assign(state, { access: null, refresh: null, user: null, socket: null, lastSeq: 0, epoch: null });
     state.reports.clear();
     $("reports").querySelector("tbody").innerHTML = ""; $("notifications").innerHTML = "";
     $("who").textContent = ""; $("app-view").hidden = true; $("login-view").hidden = false;
@@ -70,8 +75,10 @@
   }
 
   function connect() {
-    // auth is a function so every reconnect sends the current token and the last seq seen: the server replays the rest.
-    const socket = io({ auth: (cb) => cb({ token: state.access, last_seq: state.lastSeq }), transports: window.REPORTFLOW_TRANSPORTS || ["websocket", "polling"] });
+    // auth is a function so every reconnect sends the current token and the (epoch, last seq) seen: the server
+    // replays the rest, or sends events.reset when it cannot.
+    const auth = (cb) => cb(Object.assign({ token: state.access, last_seq: state.lastSeq }, state.epoch ? { epoch: state.epoch } : {}));
+    const socket = io({ auth, transports: window.REPORTFLOW_TRANSPORTS || ["websocket", "polling"] });
     state.socket = socket;
     socket.on("connect", () => { setSocketState("online"); $("socket-toggle").textContent = "Go offline"; });
     socket.on("disconnect", () => setSocketState("offline"));
@@ -82,14 +89,30 @@
     for (const name of ["report.progress", "report.succeeded", "report.failed", "report.cancelled"]) {
       socket.on(name, (payload) => onEvent(name, payload));
     }
+    socket.on("events.reset", onReset);
+  }
+
+  // The server could not replay from our point (its event log was lost or has expired): start from its
+  // new point and reload the list over HTTP, which holds every report's current state.
+  async function onReset(payload) {
+    remember(payload.epoch, payload.seq);
+    state.reports.clear();
+    const li = document.createElement("li");
+    li.className = "notification"; li.dataset.event = "events.reset";
+    li.textContent = "Some notifications could not be replayed; the list was reloaded.";
+    $("notifications").prepend(li);
+    await loadReports();
   }
 
   function onEvent(name, payload) {
-    if (payload.seq <= state.lastSeq) return; // already shown (the server does not resend, this is belt and braces)
-    remember(payload.seq);
+    const sameEpoch = !payload.epoch || !state.epoch || payload.epoch === state.epoch;
+    if (sameEpoch && payload.seq <= state.lastSeq) return; // already shown (the server does not resend, this is belt and braces)
+    remember(payload.epoch || state.epoch, payload.seq);
     // A report started elsewhere (another tab, the API) or while offline: show it now, details follow.
     if (!state.reports.has(payload.report_id)) fetchReport(payload.report_id);
     const r = state.reports.get(payload.report_id) || { id: payload.report_id, type: "?", created_at: payload.time };
+    const finished = ["succeeded", "failed", "cancelled"].includes(r.status);
+    if (name === "report.progress" && finished) return; // a late progress event of a finished job
     if (name === "report.progress") { r.status = "running"; r.progress = payload.progress; }
     if (name === "report.succeeded") { r.status = "succeeded"; r.progress = 1; r.rows = payload.rows; r.download_url = payload.download_url; }
     if (name === "report.failed") { r.status = "failed"; r.error = payload.error; }
