@@ -40,6 +40,7 @@ from .metrics import worker_metrics
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x7265706F7274  # "report": the advisory lock only one reconciler pass holds at a time
 OUTBOX_GRACE_SECONDS = 2.0  # a producer publishes its own event right after its commit; older ones are ours
+PURGE_EVERY_SECONDS = 60.0
 
 
 class Reconciler:
@@ -50,6 +51,7 @@ class Reconciler:
         self.metrics = worker_metrics()
         self._database_down = False
         self._database_back_at: float | None = None  # when PostgreSQL answered again after an outage
+        self._purged_at = float("-inf")
 
     def run_once(self) -> dict | None:
         """One pass; returns what it did, or None when another replica's pass holds the lock."""
@@ -62,7 +64,9 @@ class Reconciler:
                     self._database_down, self._database_back_at = False, time.monotonic()
                 done = {"taken_back": self._take_back() if self._may_take_back() else 0,
                         "rung": self._ring_for_queued(), "published": self._publish_pending()}
-                self.outbox.purge_published(self.settings.event_history_ttl_seconds)
+                if time.monotonic() - self._purged_at >= PURGE_EVERY_SECONDS:
+                    self.outbox.purge_published(self.settings.event_history_ttl_seconds)
+                    self._purged_at = time.monotonic()
         except Exception as exc:
             from sqlalchemy.exc import SQLAlchemyError
             if isinstance(exc, SQLAlchemyError):
