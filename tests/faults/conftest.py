@@ -111,8 +111,9 @@ def stack(tmp_path_factory):
 def pytest_terminal_summary(terminalreporter):
     if not RESULTS:
         return
-    columns = ("scenario", "submitted", "succeeded", "failed", "extra attempts", "events missed/repeated",
-               "reconnects", "resets", "503s", "recovered after")
+    columns = ("scenario", "submitted", "succeeded", "failed", "extra attempts", "taken back", "rung again",
+               "republished", "catch-ups", "resets", "reconnects", "503s", "events missed/repeated",
+               "recovered after")
     rows = [columns] + [tuple(str(r[c]) for c in columns) for r in RESULTS]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     terminalreporter.section("fault scenarios")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import psutil
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from reportflow_common.contracts import ACTIVE_STATUSES, FAILED, SUCCEEDED
 from support.waiting import GiveUp, wait_until
@@ -26,6 +28,36 @@ from .workload import FollowingClient, Http, Person, new_person
 
 REPORTS_PER_USER = 5
 TERMINAL_DEADLINE = 240  # generous: a loaded 2-core machine
+
+
+# What each recovery mechanism did, read from the services' /metrics (sums over live processes; the counts of a
+# process that died during the scenario are lost with it, so these are lower bounds).
+MECHANISMS = {
+    "taken back": ("worker", "reportflow_worker_reconciler_requeued_total", {"reason": "lease_expired"}),
+    "rung again": ("worker", "reportflow_worker_reconciler_requeued_total", {"reason": "doorbell_missing"}),
+    "republished": ("worker", "reportflow_worker_reconciler_events_published_total", {}),
+    "catch-ups": ("notifier", "reportflow_notifier_catch_ups_total", {}),
+}
+
+
+def mechanism_counts(stack: FaultStack) -> dict[tuple, float]:
+    """{(column, process pid): value} of every MECHANISMS counter, from the live processes."""
+    counts = {}
+    for process in [stack.worker, *stack.notifiers]:
+        if not process.alive():
+            continue
+        try:
+            text = requests.get(process.url + "/metrics", timeout=5).text
+        except requests.RequestException:
+            continue
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                for column, (kind, name, labels) in MECHANISMS.items():
+                    if process.name.startswith(kind) and sample.name == name and \
+                            all(sample.labels.get(k) == v for k, v in labels.items()):
+                        key = (column, process.proc.pid)
+                        counts[key] = counts.get(key, 0) + sample.value
+    return counts
 
 
 @dataclass
@@ -40,6 +72,7 @@ class Run:
     submitters: list[threading.Thread]
     per_user: int
     errors: list[str]
+    counts_before: dict
 
     def report_ids(self) -> list[str]:
         return [rid for ids in self.submitted.values() for rid in ids]
@@ -47,7 +80,7 @@ class Run:
 
 def start_run(stack: FaultStack, name: str, per_user: int = REPORTS_PER_USER, rows=(3_000, 15_000),
               pause: float = 0.5, clients_on: int | None = None) -> Run:
-    http = Http(stack)
+    http, before = Http(stack), mechanism_counts(stack)
     people = [new_person(http) for _ in range(2)]
     clients = [FollowingClient(p, stack.notifier_urls, first=i if clients_on is None else clients_on).start()
                for i, p in enumerate(people)]
@@ -72,7 +105,7 @@ def start_run(stack: FaultStack, name: str, per_user: int = REPORTS_PER_USER, ro
     submitters = [threading.Thread(target=submit, args=(p, i), daemon=True) for i, p in enumerate(people)]
     for thread in submitters:
         thread.start()
-    return Run(stack, name, http, people, clients, submitted, submitters, per_user, errors)
+    return Run(stack, name, http, people, clients, submitted, submitters, per_user, errors, before)
 
 
 def running_job(run: Run, timeout: float = 90, besides: frozenset = frozenset()) -> set:
@@ -134,8 +167,11 @@ def finish(run: Run, restored_at: float, resets_expected: bool = False) -> dict:
     assert run.http.bad == [], run.http.bad
 
     counts = {status: sum(1 for r in rows if r[2] == status) for status in (SUCCEEDED, FAILED)}
+    after = mechanism_counts(stack)
+    moved = {column: int(sum(v - run.counts_before.get(k, 0) for k, v in after.items() if k[0] == column))
+             for column in MECHANISMS}
     result = {"scenario": run.name, "submitted": len(ids), "succeeded": counts[SUCCEEDED], "failed": counts[FAILED],
-              "extra attempts": sum(r[5] - 1 for r in rows if r[5] > 1),
+              "extra attempts": sum(r[5] - 1 for r in rows if r[5] > 1), **moved,
               "events missed/repeated": sum(len(c.problems) for c in run.clients),
               "reconnects": sum(len(c.connections) - 1 for c in run.clients),
               "resets": sum(c.resets for c in run.clients), "503s": run.http.statuses[503],
@@ -196,13 +232,15 @@ def test_redis_restarted_with_its_data(stack):
 def test_redis_restarted_without_its_data(stack):
     """The queue, the event logs and their numbering are gone: jobs are rung for again from PostgreSQL, and
     clients are told (events.reset) to reload instead of having new events dropped as old seqs."""
-    run = start_run(stack, "Redis restarted, data lost")
+    run = start_run(stack, "Redis restarted, data lost", pause=0.1)
     running_job(run)
+    wait_until(lambda: stack.query("SELECT count(*) FROM reports WHERE status = 'queued'")[0][0] >= 4, 60,
+               "jobs waiting in the queue, whose messages the loss takes")
     stack.redis.kill()
     stack.redis.start(lose_data=True)
     restored_at = time.monotonic()
     result = finish(run, restored_at, resets_expected=True)
-    assert result["succeeded"] == result["submitted"] and result["resets"] >= 2
+    assert result["succeeded"] == result["submitted"] and result["resets"] >= 2 and result["rung again"] >= 4
 
 
 def test_postgres_down_for_20_seconds(stack):
