@@ -23,7 +23,9 @@ def make_celery(settings: Settings, name: str) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        # a socket timeout, so that a broker that stops answering is an error (and a reconnect), not a hang
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds,
+                                  "socket_timeout": 10, "socket_connect_timeout": 3},
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.3,
