@@ -43,7 +43,11 @@ NEWMAN := .tools/node/node_modules/.bin/newman
 $(NEWMAN): ## newman (Postman's CLI runner) for the collection test
 	npm install --prefix .tools/node --no-audit --no-fund --silent newman@6.2.2
 
-tools: install-dev $(TOOLS)/helm $(CHECKOV) $(NEWMAN) ## helm, kubectl, checkov, newman for the deployment and client checks
+AXE := .tools/node/node_modules/axe-core/axe.min.js
+$(AXE): ## axe-core, which the browser tests inject into the page to check its accessibility
+	npm install --prefix .tools/node --no-audit --no-fund --silent axe-core@4.11.0
+
+tools: install-dev $(TOOLS)/helm $(CHECKOV) $(NEWMAN) $(AXE) ## helm, kubectl, checkov, newman, axe-core for the deployment and client checks
 
 test: install-dev tools ## the whole suite against real PostgreSQL, Redis and an S3 server
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest

@@ -63,6 +63,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DOWNLOAD_URL_TTL_SECONDS", "Lifetime of a download link.", (REPORTS,), "300", kind=int),
     Variable("SOCKETIO_ALLOWED_ORIGINS", "Comma-separated browser origins allowed to open a socket "
              "(empty: same origin only).", (NOTIFIER,), ""),
+    Variable("DEMO_USERS", "Accounts the web page offers pre-filled, as `email:password` pairs separated by commas. "
+             "Only `make up` sets it (for its seeded users); empty everywhere else, so no cluster advertises any.",
+             (NOTIFIER,), ""),
     Variable("EVENT_HISTORY_MAX", "Events kept per user for replay.", (REPORTS, WORKER, NOTIFIER), "1000",
              kind=int),
     Variable("EVENT_HISTORY_TTL_SECONDS", "How long a user's event history is kept after its last event.",
@@ -120,6 +123,7 @@ class Settings:
     storage_signing_key: str = field(default="", repr=False)
     download_url_ttl_seconds: int = 300
     socketio_allowed_origins: str = ""
+    demo_users: str = ""
     event_history_max: int = 1000
     event_history_ttl_seconds: int = 86400
     worker_concurrency: int = 2
@@ -141,6 +145,12 @@ class Settings:
     @property
     def allowed_origins(self) -> list[str]:
         return [o.strip() for o in self.socketio_allowed_origins.split(",") if o.strip()]
+
+    @property
+    def demo_accounts(self) -> list[tuple[str, str]]:
+        """DEMO_USERS as (email, password) pairs (load_settings has refused malformed entries)."""
+        pairs = (entry.strip().partition(":") for entry in self.demo_users.split(",") if entry.strip())
+        return [(email.strip(), password) for email, _colon, password in pairs]
 
 
 def _convert(var: Variable, raw: str):
@@ -172,7 +182,7 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None, **over
             problems.append(f"{var.name}={raw!r} is invalid: {exc}")
     values.update(overrides)
     settings = Settings(service=service, **values)
-    problems += _check_storage(settings)
+    problems += _check_storage(settings) + _check_demo_users(settings)
     if problems:
         raise ConfigError(f"reportflow-{service}: configuration error:\n  " + "\n  ".join(problems))
     return settings
@@ -189,6 +199,12 @@ def _check_storage(s: Settings) -> list[str]:
     if s.storage_backend != "s3":
         return [f"STORAGE_BACKEND={s.storage_backend!r} is invalid: expected s3 or local"]
     return []
+
+
+def _check_demo_users(s: Settings) -> list[str]:
+    bad = [e.strip() for e in s.demo_users.split(",") if e.strip() and not (
+        "@" in e.partition(":")[0] and e.partition(":")[2])]
+    return [f"DEMO_USERS entry {e.partition(':')[0]!r} is invalid: expected email:password" for e in bad]
 
 
 def settings_names() -> set[str]:
