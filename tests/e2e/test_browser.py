@@ -178,6 +178,8 @@ def test_stack_behind_the_stand_in_answers_on_one_origin(ingress, start_ingress)
         assert requests.get(base + "/.well-known/jwks.json", timeout=5).json()["keys"]
         assert requests.get(base + "/v1/reports", timeout=5).status_code == 401
         assert "socket-state" in requests.get(base + "/", timeout=5).text
+        icon = requests.get(base + "/favicon.ico", timeout=5)
+        assert icon.status_code == 200 and icon.content[:4] == b"\x00\x00\x01\x00"
         handshake = requests.get(base + "/socket.io/?EIO=4&transport=polling", timeout=5)
         assert handshake.status_code == 200 and '"sid"' in handshake.text
         assert ("rfsid" in handshake.cookies) == (base == ingress.url)
