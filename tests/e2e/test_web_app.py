@@ -24,6 +24,7 @@ from support.browser import (
     new_context,
     open_page,
     row,
+    row_ids,
     shot,
     sign_in,
     signed_in_page,
@@ -342,3 +343,67 @@ def test_registration_off_hides_sign_up_and_tokens_are_refreshed_before_they_exp
     expect(page.locator("#signin-view")).to_be_hidden()
     assert page.errors == []
     page.context.close()
+
+
+def test_older_reports_come_page_by_page_with_the_api_cursor(browser, site):
+    user = site.api.new_user()
+    made = [user.create({"rows": 1, "columns": 1, "seed": i})["id"] for i in range(23)]
+    page = signed_in_page(browser, site.url, user)
+    expect(page.locator("#reports tbody tr")).to_have_count(20)  # the page asks for 20 at a time
+    assert row_ids(page) == made[::-1][:20]  # newest first
+    more = page.locator("#more-button")
+    expect(more).to_be_visible()
+    more.click()
+    expect(page.locator("#reports tbody tr")).to_have_count(23)
+    assert row_ids(page) == made[::-1]
+    expect(more).to_be_hidden()
+    # A report made now (elsewhere) lands at the top without disturbing the older pages.
+    newest = user.create({"rows": 1, "columns": 1, "seed": 99})["id"]
+    expect(row(page, newest)).to_have_attribute("data-status", "succeeded", timeout=30 * S)
+    assert row_ids(page) == [newest, *made[::-1]]
+    assert page.errors == []
+    page.context.close()
+
+
+def test_retention_shown_and_an_expired_download_explained(browser, site):
+    """Retention is not in the API yet (issue 15's lifecycle part): until it is, this test adds `expires_at`
+    to the API's real answers, and answers a download as the contract says an expired one will be (410
+    `gone`), in the browser. Everything else is the real system."""
+    user = site.api.new_user()
+    old, report_id = (user.create({"rows": 5, "columns": 2, "seed": i})["id"] for i in (1, 2))
+    for made in (old, report_id):
+        user.wait_status(made, ("succeeded",), 30)
+    context = new_context(browser)
+    expires = "2030-01-02T03:04:05+00:00"
+
+    def with_expiry(route):
+        resp = route.fetch()
+        body = resp.json()
+        for item in body.get("items", [body]):
+            item.setdefault("expires_at", expires)
+            if item["id"] == old:  # as the cleanup job will leave it
+                item.update(status="expired", download_url=None)
+        route.fulfill(response=resp, json=body)
+
+    def gone(route):
+        route.fulfill(status=410, content_type="application/problem+json", body=json.dumps(
+            {"type": "about:blank", "title": "Gone", "status": 410, "code": "gone",
+             "detail": "The report has expired; its file no longer exists."}))
+
+    context.route(re.compile(r"/v1/reports(\?.*|/[0-9a-f-]+)$"), with_expiry)
+    context.route(re.compile(r"/v1/reports/[0-9a-f-]+/download$"), gone)
+    page = open_page(context, site.url)
+    sign_in(page, user.email, user.password)
+    tr = row(page, report_id)
+    expect(tr.locator("td[data-label=Finished]")).to_contain_text("kept until Jan 2, 2030")
+    tr.locator("button.download").click()
+    note = page.locator(f"#toasts .toast-error[data-report-id='{report_id}']")
+    expect(note).to_contain_text("This report has expired")
+    expired = row(page, old)
+    expect(expired).to_have_attribute("data-status", "expired")
+    expect(expired.locator(".badge")).to_have_text("Expired")
+    expect(expired.locator("button.download")).to_have_count(0)
+    expect(expired.locator("button.delete")).to_have_count(1)
+    assert_accessible(page, "list with an expired report")
+    assert page.errors == []
+    context.close()
