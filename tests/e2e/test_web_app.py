@@ -161,12 +161,15 @@ def test_sign_up_sign_in_create_watch_progress_toast_and_download(browser, site,
 
 def test_progress_shows_percent_and_time_left_then_cancel_and_delete(browser, site):
     user = site.api.new_user()
+    earlier = [user.create({"rows": rows, "columns": 6, "seed": 7})["id"] for rows in (50000, 2500)]
+    for report_id in earlier:  # a list with some history, for the screenshots
+        user.wait_status(report_id, ("succeeded",), 60)
     page = signed_in_page(browser, site.url, user)
     report_id = start_report(page, LONG, columns=8)
     tr = row(page, report_id)
     expect(tr).to_have_attribute("data-status", "running", timeout=20 * S)
     # A percentage, and once two progress events have given a rate, the time left.
-    expect(tr.locator(".pct")).to_have_text(re.compile(r"^\d{1,2} %$"), timeout=10 * S)
+    expect(tr.locator(".pct")).to_have_text(re.compile(r"^(\d\.\d|\d\d) %$"), timeout=10 * S)
     expect(tr.locator(".eta")).to_have_text(re.compile(r"^(about \d+ (s|min) left|finishing…)$"), timeout=15 * S)
     expect(tr).to_have_attribute("data-progress", re.compile(r"^[1-9]\d?$"), timeout=15 * S)  # 1 to 99
     expect(tr.locator("progress")).to_have_attribute("aria-label", re.compile("Progress of report"))
@@ -178,6 +181,7 @@ def test_progress_shows_percent_and_time_left_then_cancel_and_delete(browser, si
     expect(tr).to_have_attribute("data-status", "cancelled")
     expect(tr.locator("button.cancel")).to_have_count(0)
     assert user.get(report_id)["status"] == "cancelled"
+    shot(page, "cancelled", full_page=False)
 
     # Delete asks first; keeping it keeps it, deleting removes it here and in the API.
     tr.locator("button.delete").click()

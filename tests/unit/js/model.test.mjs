@@ -125,6 +125,8 @@ test("what the list prints", () => {
   assert.equal(formatBytes(null), "");
   assert.equal(formatPercent(0.456), "45 %");
   assert.equal(formatPercent(1.2), "100 %");
+  assert.equal(formatPercent(0.0047), "0.4 %");
+  assert.equal(formatPercent(0), "0.0 %");
   assert.equal(formatTimeLeft(null), "");
   assert.equal(formatTimeLeft(0.4), "finishing…");
   assert.equal(formatTimeLeft(42.4), "about 42 s left");

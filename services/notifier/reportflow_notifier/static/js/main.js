@@ -375,8 +375,10 @@ function updateRow(tr, r) {
   renderProgress(box(tr, 2), r, percent);
 
   const planned = r.params && r.params.rows;
-  box(tr, 3).textContent = r.rows !== null && r.rows !== undefined ? formatCount(r.rows)
-    : ACTIVE.has(r.status) && planned ? `${formatCount(planned)} planned` : "";
+  if (r.rows !== null && r.rows !== undefined) box(tr, 3).textContent = formatCount(r.rows);
+  else if (ACTIVE.has(r.status) && planned) {
+    box(tr, 3).replaceChildren(formatCount(planned), h("span", { class: "r-detail" }, "planned"));
+  } else box(tr, 3).textContent = "";
   box(tr, 4).textContent = formatBytes(r.size_bytes);
   setTime(box(tr, 5), r.created_at);
   setTime(box(tr, 6), r.finished_at,

@@ -159,8 +159,10 @@ export function formatBytes(n) {
   return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
 }
 
+/** "45 %"; below 10 % with a tenth ("0.4 %"), so a long job is seen to move from its start. */
 export function formatPercent(progress) {
-  return `${Math.floor(Math.min(1, Math.max(0, progress || 0)) * 100)} %`;
+  const percent = Math.min(1, Math.max(0, progress || 0)) * 100;
+  return percent < 10 ? `${(Math.floor(percent * 10) / 10).toFixed(1)} %` : `${Math.floor(percent)} %`;
 }
 
 /** "about 40 s left", "about 3 min left"; coarse on purpose: the rate wobbles. */
