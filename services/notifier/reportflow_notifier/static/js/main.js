@@ -42,6 +42,7 @@ let live = null;
 let nextCursor = null;
 let olderLoaded = false;
 let reloading = Promise.resolve();
+let arrivedDuringLoad = null; // ids heard of while the first page loads (see loadFirstPage)
 
 /** Build an element: h("p", {class: "x", dataset: {a: 1}, onclick}, "text", child, ...). */
 function h(tag, attrs = {}, ...children) {
@@ -200,7 +201,13 @@ async function onSignUp(event) {
 
 async function startApp(tokens) {
   session.set(tokens);
-  const me = await session.json("GET", "/v1/auth/me");
+  let me;
+  try {
+    me = await session.json("GET", "/v1/auth/me");
+  } catch (error) {
+    session.end("unfinished"); // signed in, yet the page cannot go on: drop the tokens, show why
+    throw error;
+  }
   notice("");
   $("signin-password").value = "";
   $("signup-password").value = "";
@@ -218,6 +225,7 @@ async function startApp(tokens) {
 }
 
 function signedOut(reason) {
+  if ($("confirm-dialog").open) $("confirm-dialog").close();
   if (live) live.stop();
   live = null;
   store.clear();
@@ -225,8 +233,12 @@ function signedOut(reason) {
   $("reports").tBodies[0].replaceChildren();
   $("toasts").replaceChildren();
   $("who").textContent = "";
-  notice(reason === "expired" ? "Your session has ended. Please sign in again." : "You have signed out.");
-  show("signin");
+  const demo = config.demo_users || [];
+  if (demo.length) $("signin-password").value = demo[0].email === $("signin-email").value ? demo[0].password : "";
+  if (reason !== "unfinished") {
+    notice(reason === "expired" ? "Your session has ended. Please sign in again." : "You have signed out.");
+    show("signin");
+  }
 }
 
 // --- the connection indicator -----------------------------------------------------------------------------
@@ -257,11 +269,15 @@ async function loadFirstPage({ resync = false } = {}) {
   if (!session.active) return;
   let page;
   const newestKnown = store.sorted().map((r) => r.created_at).filter(Boolean)[0] || "";
+  const arrived = new Set(); // reports created or heard of while the request runs may postdate its answer
+  arrivedDuringLoad = arrived;
   try {
     page = await session.json("GET", `/v1/reports?limit=${PAGE_SIZE}`);
   } catch (error) {
     $("list-error").textContent = `Could not load your reports: ${error.message}`;
     return;
+  } finally {
+    arrivedDuringLoad = null;
   }
   $("list-error").textContent = "";
   const listed = new Set(page.items.map((r) => r.id));
@@ -269,7 +285,7 @@ async function loadFirstPage({ resync = false } = {}) {
   const oldest = page.next_cursor && page.items.length ? page.items[page.items.length - 1].created_at : "";
   for (const r of store.sorted()) {
     const within = newest !== null && r.created_at <= newest && r.created_at >= oldest;
-    if (!listed.has(r.id) && (within || (newest === null && !page.next_cursor))) dropRow(r.id);
+    if (!listed.has(r.id) && !arrived.has(r.id) && (within || (newest === null && !page.next_cursor))) dropRow(r.id);
   }
   const missed = [];
   for (const item of page.items) {
@@ -529,6 +545,14 @@ function onTypeChange() {
     `${type === "demo" ? "report-type-help" : ""} report-type-error`.trim());
 }
 
+/**
+ * A fresh key per submission, so a retried request (after a token refresh) cannot start a second job.
+ * getRandomValues, not randomUUID: the page may be served over plain HTTP, where randomUUID is missing.
+ */
+function idempotencyKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** What the user typed; a value the browser cannot read as a number goes as typed, for the API to judge. */
 function numberField(id) {
   const input = $(id);
@@ -548,7 +572,8 @@ async function onCreate(event) {
   await busy($("create-button"), async () => {
     try {
       const report = await session.json("POST", "/v1/reports", { type, params },
-                                        { "Idempotency-Key": crypto.randomUUID() });
+                                        { "Idempotency-Key": idempotencyKey() });
+      if (arrivedDuringLoad) arrivedDuringLoad.add(report.id);
       store.upsert(report);
       render();
       announce(`${TYPE_NAMES[type] || type} started.`);
@@ -561,6 +586,7 @@ async function onCreate(event) {
 // --- events and toasts ------------------------------------------------------------------------------------
 
 function onEvent(name, payload) {
+  if (arrivedDuringLoad) arrivedDuringLoad.add(payload.report_id);
   const applied = store.applyEvent(name, payload, performance.now());
   if (!applied) return;
   if (applied.isNew) fetchReport(payload.report_id); // started elsewhere or while away: details from the API
