@@ -141,7 +141,7 @@ class Up:
         storage = env.get("S3_ENDPOINT_URL") or env.get("LOCAL_STORAGE_DIR")
         lines = [
             "", "reportflow is running (Ctrl-C stops everything)",
-            f"  demo page        {base}/",
+            f"  web page         {base}/",
             f"  auth API         {base}/v1/auth/login   (JWKS {base}/.well-known/jwks.json)",
             f"  reports API      {base}/v1/reports",
             f"  notifier         {base}/socket.io/",
