@@ -1,8 +1,9 @@
 """The web page as people use it, in Debian's Chromium, through the chart's ingress rules (nginx stand-in).
 
-Sign-up to download, cancel and delete, keyboard only, a 375 px phone, the network dropping (Playwright's
-offline mode), registration switched off, tokens refreshed before they expire; axe-core checks every view
-for serious and critical violations; screenshots land in test-artifacts/browser/.
+Sign-up to download, cancel and delete, a job that fails, keyboard only, a 375 px phone, the network
+dropping (Playwright's offline mode), paging, registration switched off, tokens refreshed before they
+expire; axe-core checks every view for serious and critical violations; screenshots land in
+test-artifacts/browser/.
 """
 from __future__ import annotations
 
@@ -49,7 +50,14 @@ def site(stack):
 @pytest.fixture(scope="module")
 def closed_site(stack):
     """Registration switched off, and access tokens that live 8 s (the page must refresh them)."""
-    with start_site(stack, ALLOW_REGISTRATION="false", ACCESS_TOKEN_TTL_SECONDS="8") as s:
+    with start_site(stack, auth_env={"ALLOW_REGISTRATION": "false", "ACCESS_TOKEN_TTL_SECONDS": "8"}) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def failing_site(stack):
+    """A worker of its own that cannot store files (its bucket does not exist): every job fails for real."""
+    with start_site(stack, worker_env={"S3_BUCKET": "no-such-bucket", "WORKER_CONCURRENCY": "1"}) as s:
         yield s
 
 
@@ -415,3 +423,28 @@ def test_retention_shown_and_an_expired_download_explained(browser, site):
     assert_accessible(page, "list with an expired report")
     assert page.errors == []
     context.close()
+
+
+def test_a_failed_job_is_told_and_stays_told(browser, failing_site):
+    user = failing_site.api.new_user()
+    page = signed_in_page(browser, failing_site.url, user)
+    report_id = start_report(page, 100)
+    told = toast(page, "report.failed", report_id)
+    expect(told).to_be_visible(timeout=60 * S)
+    expect(told).to_contain_text("Report failed")
+    expect(told).to_contain_text("The report could not be built (internal error).")
+    tr = row(page, report_id)
+    expect(tr).to_have_attribute("data-status", "failed")
+    expect(tr.locator(".badge")).to_have_text("Failed")
+    expect(tr.locator(".r-error")).to_have_text("The report could not be built (internal error).")
+    expect(tr.locator("button.download")).to_have_count(0)
+    expect(tr.locator("button.delete")).to_have_count(1)
+    assert user.get(report_id)["status"] == "failed"
+    assert_accessible(page, "list with a failed report")
+    shot(page, "failed", full_page=False)
+    # A failure is not a toast that leaves on its own: it goes when dismissed.
+    assert told.evaluate("t => t.classList.contains('toast-failed')")
+    told.locator(".toast-close").click()
+    expect(told).to_have_count(0)
+    assert page.errors == []
+    page.context.close()

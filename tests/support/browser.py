@@ -16,7 +16,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from .clients import Api
 from .ingress import Ingress, stack_upstreams
 from .processes import ServerProcess
-from .stack import start_auth, start_notifier, start_reports
+from .stack import service, start_auth, start_notifier, start_reports
 from .waiting import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,22 +40,28 @@ class Site:
 
 
 @contextmanager
-def start_site(stack, affinities: tuple[bool, ...] = (True,), **auth_env):
+def start_site(stack, affinities: tuple[bool, ...] = (True,), auth_env: dict | None = None,
+               worker_env: dict | None = None):
     """Two notifiers that accept the stand-ins' origins, reports signing download links for the first one's
-    origin (as the chart's dev install does), one ingress stand-in per entry of `affinities` (True: the
-    chart's cookie affinity), and, when `auth_env` is given, an auth of its own with those settings (same
-    signing key and database as the stack's)."""
+    origin (as the chart's dev install does), and one ingress stand-in per entry of `affinities` (True: the
+    chart's cookie affinity). With `auth_env`, an auth of its own with those settings (the stack's signing
+    key and database); with `worker_env`, a worker of its own with those settings, taking this site's jobs
+    from a broker database of their own (the stack's worker never sees them)."""
     ports = [free_port() for _ in affinities]
     origins = [f"http://127.0.0.1:{p}" for p in ports]
     jwks = stack.auth_url + "/.well-known/jwks.json"
+    own_broker = {"BROKER_URL": stack.infra.redis.url.rsplit("/", 1)[0] + "/5"} if worker_env is not None else {}
     started: list = []
     try:
         notifiers = [start_notifier(stack.infra, jwks, SOCKETIO_ALLOWED_ORIGINS=",".join(origins)) for _ in range(2)]
         started += notifiers
-        reports = start_reports(stack.infra, jwks, S3_PUBLIC_ENDPOINT_URL=origins[0])
+        reports = start_reports(stack.infra, jwks, S3_PUBLIC_ENDPOINT_URL=origins[0], **own_broker)
         started.append(reports)
+        if worker_env is not None:  # alive is enough: its settings may be meant to make it unready
+            started.append(service(stack.infra, "worker-site", "reportflow-worker", **own_broker, **worker_env)
+                           .start(ready_path="/healthz", timeout=60))
         upstreams = stack_upstreams(stack, notifiers=notifiers, reports=reports)
-        if auth_env:
+        if auth_env is not None:
             auth = start_auth(stack.infra, **auth_env)
             started.append(auth)
             upstreams["auth"] = [auth.url.removeprefix("http://")]
