@@ -109,6 +109,7 @@ def test_sign_up_sign_in_create_watch_progress_toast_and_download(browser, site,
     expect(page.locator("#list-empty")).to_be_visible()
     expect(page.locator("#socket-state")).to_have_attribute("data-state", "online", timeout=15 * S)
     assert_accessible(page, "empty list")
+    shot(page, "welcome")
 
     # Sign out, and back in with the new account.
     page.click("#signout-button")
