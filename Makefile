@@ -3,19 +3,25 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
+PIP := $(BIN)/pip install --disable-pip-version-check --progress-bar off -c requirements/constraints.txt
+SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))
 SOURCES := $(wildcard services/*/pyproject.toml) requirements/constraints.txt requirements/runtime.txt
 
 .PHONY: up test unit integration e2e deploy images containers k8s-manifest lint install install-dev tools constraints config-table clean
 
 $(BIN)/python:
+	@$(PYTHON) -c '$(SUPPORTED)' || { echo "reportflow runs on Python 3.11, 3.12 or 3.13; $(PYTHON) is $$($(PYTHON) -V 2>&1)." \
+	  "Pick another with: make up PYTHON=python3.12" >&2; exit 1; }
+	@echo "==> creating the virtual environment $(VENV) ($$($(PYTHON) -V))"
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.up: $(BIN)/python $(SOURCES) requirements/up.txt
+	@echo "==> installing reportflow and its pinned dependencies into $(VENV) (the first time takes a minute or two)"
 	$(PIP) -r requirements/runtime.txt -r requirements/up.txt
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.up requirements/dev.txt
+	@echo "==> installing the test tools into $(VENV)"
 	$(PIP) -r requirements/dev.txt
 	@touch $@
 

@@ -3,6 +3,7 @@
 
     python3 scripts/images.py                 # build all four (what `make images` runs)
     python3 scripts/images.py --missing auth  # only those of the named ones that are not present
+    python3 scripts/images.py --base-only     # only make sure the base image (or its stand-in) is there
 
 Each image is services/<name>/Dockerfile with the repository root as context, built with --pull=never
 (nothing can be pulled here). The Dockerfiles start FROM python:3.11-slim-bookworm; when that image is not
@@ -170,7 +171,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all)")
     parser.add_argument("--missing", action="store_true", help="build only images that are not present")
+    parser.add_argument("--base-only", action="store_true", help="only the base image (the newcomer check's)")
     args = parser.parse_args()
+    if args.base_only:
+        return ensure_base()
     unknown = set(args.services) - set(SERVICES)
     if unknown:
         parser.error(f"unknown service(s): {', '.join(sorted(unknown))}")
