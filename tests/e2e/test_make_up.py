@@ -155,3 +155,17 @@ def test_demo_page_in_a_real_browser(up, tmp_path):
             assert errors == []
         finally:
             browser.close()
+
+
+def test_the_readme_api_example_works_when_pasted(up, tmp_path):
+    """The README's curl block, run as written (only the address changed), logs in, creates, waits, downloads."""
+    proc, _data, _port = up
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Using the API"):]
+    block = section[section.index("```sh\n") + 6:section.index("\n```", section.index("```sh\n"))]
+    assert block.startswith("B=http://127.0.0.1:8080\n")
+    script = f"set -euo pipefail\nB={proc.url}\n" + block.split("\n", 1)[1]
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "succeeded" in done.stdout and done.stdout.strip().endswith("100000")
+    assert (tmp_path / "report.xlsx").read_bytes()[:2] == b"PK"
