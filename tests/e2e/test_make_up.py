@@ -24,12 +24,9 @@ DEMO = ("administrator@test.com", "password1")
 OTHER_DEMO = ("username@test.com", "password2")
 
 
-@pytest.fixture(scope="module")
-def up_venv(tmp_path_factory) -> Path:
+def make_install(venv: Path, python: str) -> Path:
     """A virtual environment made by `make install` exactly as `make up` makes it (the pip cache is allowed),
     so a dependency that only the dev venv holds fails here as it would for a newcomer."""
-    venv = tmp_path_factory.mktemp("up-venv") / "venv"
-    python = os.environ.get("REPORTFLOW_UP_PYTHON", "python3")
     started = time.monotonic()
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(str(ROOT / ".venv")))
@@ -37,8 +34,13 @@ def up_venv(tmp_path_factory) -> Path:
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"make install failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     assert "==> installing reportflow" in done.stdout, "the first install says what it is doing"
-    print(f"make install into a new venv: {time.monotonic() - started:.1f} s")  # noqa: T201
+    print(f"make install into a new venv ({python}): {time.monotonic() - started:.1f} s")  # noqa: T201
     return venv
+
+
+@pytest.fixture(scope="module")
+def up_venv(tmp_path_factory) -> Path:
+    return make_install(tmp_path_factory.mktemp("up-venv") / "venv", os.environ.get("REPORTFLOW_UP_PYTHON", "python3"))
 
 
 def start_up(venv: Path, data_dir, port: int, log_dir) -> ServerProcess:
@@ -72,8 +74,25 @@ def login(base: str, email: str, password: str) -> User:
 
 
 def test_one_origin_serves_two_users_each_their_own_reports(up):
-    proc, _data, _port = up
-    base = proc.url
+    check_two_users(up[0].url)
+
+
+def test_make_up_on_python_3_13(tmp_path_factory):
+    """`make up PYTHON=python3.13` (Debian's current Python) serves the same two-user flow."""
+    python = subprocess.run([str(ROOT / "scripts" / "find-python.sh"), "3.13"], capture_output=True,
+                            text=True).stdout.strip()
+    if not python:
+        pytest.skip("no Python 3.13 interpreter here (python3.13 on PATH or ~/.pyenv/versions/3.13*)")
+    venv = make_install(tmp_path_factory.mktemp("up-venv-313") / "venv", python)
+    data = tmp_path_factory.mktemp("up-data-313")
+    proc = start_up(venv, data, free_port(), data)
+    try:
+        check_two_users(proc.url)
+    finally:
+        proc.stop(60)
+
+
+def check_two_users(base: str) -> None:
     page = requests.get(base + "/", timeout=10)
     assert page.status_code == 200 and "<title>reportflow" in page.text
     assert requests.get(base + "/static/vendor/socket.io.min.js", timeout=10).text.startswith("/*!")
