@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from containers.podman_kit import ROOT
+from containers.podman_kit import ROOT, images
 from support.clients import Api, SocketClient
 from support.processes import ServerProcess
 from support.stack import generate_private_key_pem
@@ -116,6 +116,7 @@ def compose(podman, podman_api, host_servers, tmp_path_factory):
         "HOST_DATABASE_URL": postgres.url, "HOST_REDIS_URL": redis_server.url, "HOST_S3_URL": s3.url,
         "AUTH_PORT": str(ports["auth"]), "REPORTS_PORT": str(ports["reports"]), "WORKER_PORT": str(ports["worker"]),
         "NOTIFIER_1_PORT": str(ports["notifier-1"]), "NOTIFIER_2_PORT": str(ports["notifier-2"]),
+        "REPORTFLOW_VERSION": images.tag(),  # the images scripts/images.py built (REPORTFLOW_IMAGE_TAG)
     }
     argv = [compose_binary(), "--env-file", str(env_file), "-p", project,
             "-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.podman.yml")]
