@@ -316,15 +316,15 @@ def test_dev_storage_path_is_routed_on_the_public_host_for_presigned_urls(docs):
     (storage,) = find(objects, "HTTPRoute", f"{RELEASE}-storage")
     (rule,) = storage["spec"]["rules"]
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/reports"}}]
-    assert rule["backendRefs"] == [{"name": f"{RELEASE}-minio", "port": 9000}]
+    assert rule["backendRefs"] == [{"name": f"{RELEASE}-s3", "port": 9000}]
     (ingress,) = find(docs["ingress-values.yaml"], "Ingress", f"{RELEASE}-storage")
-    assert ingress_routes(ingress) == {"/reports": (f"{RELEASE}-minio", "s3")}
+    assert ingress_routes(ingress) == {"/reports": (f"{RELEASE}-s3", "s3")}
     _, reports = service_container(objects, "reports")
     env = env_of(reports)
     assert env["S3_PUBLIC_ENDPOINT_URL"]["value"] == "http://reportflow.localhost:8080"
-    assert env["S3_ENDPOINT_URL"]["value"] == f"http://{RELEASE}-minio:9000"
+    assert env["S3_ENDPOINT_URL"]["value"] == f"http://{RELEASE}-s3:9000"
     for values in ("production-values.yaml", "minimal-values.yaml"):
-        assert not [o for o in docs[values] if o["kind"] in ("HTTPRoute", "Ingress") and component(o) == "minio"]
+        assert not [o for o in docs[values] if o["kind"] in ("HTTPRoute", "Ingress") and component(o) == "s3"]
 
 
 def secret_refs(objects: list[dict]):
@@ -520,7 +520,7 @@ def test_secret_values_win_and_external_urls_are_required_without_dev():
     data = secret_data(find(external, "Secret")[0])
     assert data["DATABASE_URL"] == "postgresql://u:p@db.example:5432/rf"
     assert "POSTGRES_PASSWORD" not in data and "S3_ACCESS_KEY_ID" not in data
-    assert not {"postgresql", "redis", "minio", "minio-bucket"} & {component(o) for o in external}
+    assert not {"postgresql", "redis", "s3"} & {component(o) for o in external}
 
 
 @pytest.mark.parametrize("setting", [
@@ -633,16 +633,16 @@ NEEDED_FLOWS = [
     ("reports", "auth", 8000), ("notifier", "auth", 8000),
     *[(s, "postgresql", 5432) for s in ("auth", "reports", "worker", "migrations")],
     *[(s, "redis", 6379) for s in SERVICES],
-    *[(s, "minio", 9000) for s in ("reports", "worker", "minio-bucket", "gateway")],
+    *[(s, "s3", 9000) for s in ("reports", "worker", "gateway")],
     *[("prometheus", s, 8000) for s in SERVICES],
     *[("test", s, 8000) for s in SERVICES],
-    *[(s, "kube-dns", 53) for s in (*SERVICES, "migrations", "minio-bucket", "test")],
+    *[(s, "kube-dns", 53) for s in (*SERVICES, "migrations", "test")],
 ]
 DENIED_FLOWS = [
     ("gateway", "worker", 8000), ("gateway", "postgresql", 5432), ("gateway", "redis", 6379),
     ("keda-operator", "redis", 6379), ("keda-operator", "postgresql", 5432),
     ("worker", "auth", 8000), ("auth", "reports", 8000), ("notifier", "reports", 8000),
-    ("notifier", "postgresql", 5432), ("auth", "minio", 9000), ("notifier", "minio", 9000),
+    ("notifier", "postgresql", 5432), ("auth", "s3", 9000), ("notifier", "s3", 9000), ("s3", "redis", 6379),
     ("migrations", "redis", 6379), ("stranger", "auth", 8000), ("stranger", "redis", 6379),
     ("auth", "kube-dns", 8000), ("reports", "postgresql", 6379), ("postgresql", "redis", 6379),
 ]

@@ -273,7 +273,7 @@ def test_each_component_runs_under_its_own_service_account(docs):
             spec = o["spec"]["template"]["spec"]
             used[component(o)] = spec["serviceAccountName"]
             assert spec["automountServiceAccountToken"] is False
-    assert set(used) == {*SERVICES, "postgresql", "redis", "minio"}
+    assert set(used) == {*SERVICES, "postgresql", "redis", "s3"}
     assert used == {c: f"{RELEASE}-{c}" for c in used}, "one each"
     assert set(accounts) == set(used.values())
     assert all(a["automountServiceAccountToken"] is False for a in accounts.values())

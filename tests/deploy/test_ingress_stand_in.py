@@ -39,7 +39,7 @@ def upstreams():
     if not shutil.which("nginx") and not shutil.which("/usr/sbin/nginx"):
         pytest.skip("nginx is not installed (apt-get install -y nginx)")
     servers, found = [], {}
-    for name in ("auth", "reports", "notifier", "notifier", "minio"):
+    for name in ("auth", "reports", "notifier", "notifier", "s3"):
         server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
         server.name = name
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -77,7 +77,7 @@ def test_every_path_reaches_its_component_and_nothing_else_is_public(stand_in):
     assert {(r.path, r.component) for r in routes} >= {
         ("/v1/auth", "auth"), ("/.well-known/jwks.json", "auth"), ("/v1/reports", "reports"),
         ("/v1/openapi.json", "reports"), ("/socket.io", "notifier"), ("/static", "notifier"), ("/", "notifier"),
-        ("/reports", "minio")}
+        ("/reports", "s3")}
     probes = {"/", "/metrics", "/healthz", "/readyz", "/nope", "/v1", "/v1/files/x", "/index.html"}
     for r in routes:
         if p := r.path.rstrip("/"):

@@ -45,11 +45,11 @@ def chart_routes(source: str = "ingress") -> tuple:
 
 def stack_upstreams(stack, notifiers=None, reports=None) -> dict[str, list[str]]:
     """Each chart component's servers: the stack's processes (notifiers/reports may be replaced), and
-    moto for the in-chart MinIO (the storage Ingress serves presigned links on the public origin)."""
+    moto for the in-chart S3 (the storage route serves presigned links on the public origin)."""
     hostport = lambda p: p.url.removeprefix("http://")  # noqa: E731
     return {"auth": [hostport(stack.auth)], "reports": [hostport(reports or stack.reports)],
             "notifier": [hostport(n) for n in (notifiers or stack.notifiers)],
-            "minio": [stack.infra.s3.url.removeprefix("http://")]}
+            "s3": [stack.infra.s3.url.removeprefix("http://")]}
 
 
 class Ingress:

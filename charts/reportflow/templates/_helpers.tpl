@@ -56,7 +56,7 @@ app.kubernetes.io/component: {{ . }}
 {{- define "reportflow.serviceAccountComponents" -}}
 {{- $components := list "auth" "reports" "worker" "notifier" }}
 {{- if .Values.dev.enabled }}
-{{- $components = concat $components (list "postgresql" "redis" "minio") }}
+{{- $components = concat $components (list "postgresql" "redis" "s3") }}
 {{- end }}
 {{- toJson $components }}
 {{- end }}
@@ -119,13 +119,13 @@ http://{{ include "reportflow.componentName" (dict "root" . "component" "auth") 
 {{- if .Values.storage.endpointUrl -}}
 {{ .Values.storage.endpointUrl }}
 {{- else if .Values.dev.enabled -}}
-http://{{ include "reportflow.componentName" (dict "root" . "component" "minio") }}:{{ .Values.dev.minio.port | int }}
+http://{{ include "reportflow.componentName" (dict "root" . "component" "s3") }}:{{ .Values.dev.s3.port | int }}
 {{- end -}}
 {{- end }}
 
-{{/* Whether the dev MinIO's bucket path is routed on the public host (by the gateway or the Ingress). */}}
+{{/* Whether the dev S3's bucket path is routed on the public host (by the gateway or the Ingress). */}}
 {{- define "reportflow.storagePublished" -}}
-{{- if and .Values.dev.enabled .Values.dev.minio.publish (or .Values.gateway.enabled .Values.ingress.enabled) -}}
+{{- if and .Values.dev.enabled .Values.dev.s3.publish (or .Values.gateway.enabled .Values.ingress.enabled) -}}
 true
 {{- end -}}
 {{- end }}
@@ -140,7 +140,7 @@ true
 
 {{/*
 The public paths, one list for the Gateway API routes and for the Ingress: (list path pathType component).
-Groups: api (auth, reports), socket (Socket.IO: long-lived, sticky), page (the demo page), storage (dev MinIO).
+Groups: api (auth, reports), socket (Socket.IO: long-lived, sticky), page (the demo page), storage (the dev S3).
 */}}
 {{- define "reportflow.publicPaths" -}}
 {{- $paths := dict
@@ -151,7 +151,7 @@ Groups: api (auth, reports), socket (Socket.IO: long-lived, sticky), page (the d
     (list "/v1/openapi.json" "Exact" "reports"))
   "socket" (list (list "/socket.io" "Prefix" "notifier"))
   "page" (list (list "/static" "Prefix" "notifier") (list "/" "Exact" "notifier"))
-  "storage" (list (list (printf "/%s" .Values.storage.bucket) "Prefix" "minio")) }}
+  "storage" (list (list (printf "/%s" .Values.storage.bucket) "Prefix" "s3")) }}
 {{- toJson $paths }}
 {{- end }}
 
@@ -267,7 +267,7 @@ imagePullSecrets:
 {{/* Egress to PostgreSQL, Redis or S3: the dev pods, or the external addresses. (dict "root" $ "dep" "redis") */}}
 {{- define "reportflow.egress.dependency" -}}
 {{- $v := .root.Values -}}
-{{- $devComponent := dict "postgresql" "postgresql" "redis" "redis" "s3" "minio" -}}
+{{- $devComponent := dict "postgresql" "postgresql" "redis" "redis" "s3" "s3" -}}
 {{- if $v.dev.enabled }}
 {{- $component := get $devComponent .dep }}
 - to:
@@ -328,7 +328,7 @@ imagePullSecrets:
 {{- if $d.enabled -}}
 {{- $_ := set $inputs "postgresql" (pick $d.postgresql "username" "database" "password" "port") -}}
 {{- $_ := set $inputs "redis" (pick $d.redis "password" "port") -}}
-{{- $_ := set $inputs "minio" (pick $d.minio "rootUser") -}}
+{{- $_ := set $inputs "s3" (pick $d.s3 "accessKeyId") -}}
 {{- end -}}
 {{- toJson $inputs | sha256sum -}}
 {{- end }}

@@ -23,7 +23,7 @@ gateway.parentRefs, for public.host only; their paths are reportflow.publicPaths
     {{- end }}
   backendRefs:
     - name: {{ include "reportflow.componentName" (dict "root" .root "component" $component) }}
-      port: {{ ternary .root.Values.dev.minio.port .root.Values.http.port (eq $component "minio") | int }}
+      port: {{ ternary .root.Values.dev.s3.port .root.Values.http.port (eq $component "s3") | int }}
   {{- with .extra }}
   {{- . | nindent 2 }}
   {{- end }}

@@ -1,5 +1,5 @@
 {{/* One Ingress rule on the public host: (dict "root" $ "paths" (list (list "/v1/auth" "Prefix" "auth") ...)),
-     the entries of reportflow.publicPaths; the backend is the component's Service, port "http" (MinIO: "s3"). */}}
+     the entries of reportflow.publicPaths; the backend is the component's Service, port "http" (the dev S3: "s3"). */}}
 {{- define "reportflow.ingressSpec" -}}
 {{- $v := .root.Values -}}
 {{- with $v.ingress.className }}
@@ -22,6 +22,6 @@ rules:
             service:
               name: {{ include "reportflow.componentName" (dict "root" $.root "component" $component) }}
               port:
-                name: {{ ternary "s3" "http" (eq $component "minio") }}
+                name: {{ ternary "s3" "http" (eq $component "s3") }}
         {{- end }}
 {{- end }}
