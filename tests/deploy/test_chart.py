@@ -502,7 +502,7 @@ def test_generated_secret_holds_an_ed25519_key_and_matching_dev_urls(docs):
     assert services[db.hostname] == db.port and db.path == "/reportflow"
     assert redis.scheme == "redis" and redis.password == data["REDIS_PASSWORD"]
     assert services[redis.hostname] == redis.port
-    assert len(data["S3_SECRET_ACCESS_KEY"]) >= 8, "MinIO refuses shorter root passwords"
+    assert len(data["S3_SECRET_ACCESS_KEY"]) >= 8, "S3 servers refuse short secret keys"
 
 
 def test_secret_values_win_and_external_urls_are_required_without_dev():

@@ -226,6 +226,9 @@ def test_the_worker_scales_on_its_celery_queue_with_keda(docs):
     assert meta["address"] == f"{redis_service['metadata']['name']}.{redis_service['metadata']['namespace']}.svc:" \
                               f"{redis_service['spec']['ports'][0]['port']}", "KEDA runs in its own namespace"
     assert all(isinstance(v, str) for v in meta.values()), "trigger metadata values are strings"
+    # the parameter names of KEDA 2.20's scalers (pkg/scalers/redis_scaler.go, prometheus_scaler.go): the CRD
+    # leaves trigger metadata free-form, and KEDA ignores a misspelt one
+    assert set(meta) == {"address", "listName", "listLength", "activationListLength", "databaseIndex", "enableTLS"}
     (auth,) = find(objects, "TriggerAuthentication")
     assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
     (ref,) = auth["spec"]["secretTargetRef"]
@@ -238,6 +241,7 @@ def test_the_worker_scales_on_its_celery_queue_with_keda(docs):
     (prod,) = find(docs["production-values.yaml"], "ScaledObject")
     (trigger,) = prod["spec"]["triggers"]
     assert trigger["type"] == "prometheus"
+    assert set(trigger["metadata"]) == {"serverAddress", "query", "threshold", "activationThreshold"}
     assert trigger["metadata"]["query"] == \
         f'max(reportflow_reports_queue_depth_messages{{queue="{REPORTS_QUEUE}",namespace="reportflow"}})'
     reports_app = (ROOT / "services/reports/reportflow_reports/app.py").read_text()
