@@ -51,7 +51,12 @@ NEWMAN := .tools/node/node_modules/.bin/newman
 $(NEWMAN): ## newman (Postman's CLI runner) for the collection test
 	npm install --prefix .tools/node --no-audit --no-fund --silent newman@6.2.2
 
-tools: install-dev $(TOOLS)/helm $(CHECKOV) $(NEWMAN) ## helm, kubectl, checkov, newman for the deployment and client checks
+K8S_MODELS := .tools/k8s-models/node_modules/@kubernetes-models
+$(K8S_MODELS): ## the Gateway API, KEDA and Prometheus Operator CRD schemas (tests/deploy/test_chart_gateway_keda.py)
+	npm install --prefix .tools/k8s-models --no-audit --no-fund --silent @kubernetes-models/gateway-api@2.0.0 \
+	  @kubernetes-models/keda@2.0.0 @kubernetes-models/prometheus-operator@6.0.0
+
+tools: install-dev $(TOOLS)/helm $(CHECKOV) $(NEWMAN) $(K8S_MODELS) ## helm, kubectl, checkov, newman, CRD schemas for the deployment and client checks
 
 test: install-dev tools test-py313 ## the whole suite against real PostgreSQL, Redis and an S3 server
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest
