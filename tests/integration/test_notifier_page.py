@@ -62,7 +62,7 @@ def test_page_carries_its_config_and_a_strict_policy(make_client):
     resp = make_client().get("/")
     assert resp.status_code == 200 and resp.mimetype == "text/html"
     page = parse(resp.get_data(as_text=True))
-    assert page.config == {"demo_users": []}
+    assert page.config == {"demo_users": [], "socket_transports": ["websocket", "polling"]}
     assert page.inline_scripts == 0  # so script-src 'self' costs nothing
     policy = resp.headers["Content-Security-Policy"]
     assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy

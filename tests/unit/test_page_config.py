@@ -14,7 +14,14 @@ BASE = {"REDIS_URL": "redis://127.0.0.1:1/0", "JWKS_URL": "http://auth/.well-kno
 
 
 def test_no_demo_accounts_unless_configured():
-    assert page_config(load_settings(NOTIFIER, BASE)) == {"demo_users": []}
+    assert page_config(load_settings(NOTIFIER, BASE))["demo_users"] == []
+
+
+@pytest.mark.parametrize("accepted, tried", [("polling,websocket", ["websocket", "polling"]),
+                                             ("websocket", ["websocket"]), ("polling", ["polling"])])
+def test_the_page_tries_what_the_notifier_accepts_websocket_first(accepted, tried):
+    settings = load_settings(NOTIFIER, {**BASE, "SOCKETIO_TRANSPORTS": accepted})
+    assert page_config(settings)["socket_transports"] == tried
 
 
 def test_demo_accounts_are_email_password_pairs():

@@ -17,8 +17,10 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 
 
 def page_config(settings: Settings) -> dict:
-    """What the page needs to know of the server before anyone signs in; every field is public."""
-    return {"demo_users": [{"email": email, "password": password} for email, password in settings.demo_accounts]}
+    """What the page needs to know of the server before anyone signs in; every field is public.
+    The socket tries WebSocket first (no sticky sessions needed), long-polling only where this notifier allows it."""
+    return {"demo_users": [{"email": email, "password": password} for email, password in settings.demo_accounts],
+            "socket_transports": [t for t in ("websocket", "polling") if t in settings.transports]}
 
 
 def page_blueprint(settings: Settings) -> Blueprint:

@@ -18,7 +18,8 @@
 //   toasts       #toasts .toast[data-event="report.succeeded"|...][data-report-id], each with a link
 //                a.toast-link to its row and .toast-close; a succeeded one also has button.download
 //   dialog       #confirm-dialog with #confirm-yes / #confirm-no (delete confirmation)
-//   test hook    window.REPORTFLOW_TRANSPORTS (set before load) forces Socket.IO's transports
+//   test hook    window.REPORTFLOW_TRANSPORTS (set before load) forces Socket.IO's transports (otherwise the
+//                server's config says which: #page-config {"socket_transports": [...], "demo_users": [...]})
 import { Live } from "./live.js";
 import {
   ACTIVE, FINISHED, ReportStore, TYPE_NAMES, describe, fieldErrors, fileExtension, formatBytes, formatCount,
@@ -219,7 +220,7 @@ async function startApp(tokens) {
   olderLoaded = false;
   show("app");
   live = new Live({ session, onEvent, onState: socketState, onResync: ({ initial }) => reloadList({ resync: !initial }),
-                    transports: window.REPORTFLOW_TRANSPORTS });
+                    transports: window.REPORTFLOW_TRANSPORTS || config.socket_transports });
   live.start();
   await reloadList();
 }
