@@ -51,12 +51,16 @@ NEWMAN := .tools/node/node_modules/.bin/newman
 $(NEWMAN): ## newman (Postman's CLI runner) for the collection test
 	npm install --prefix .tools/node --no-audit --no-fund --silent newman@6.2.2
 
+AXE := .tools/node/node_modules/axe-core/axe.min.js
+$(AXE): ## axe-core, which the browser tests inject into the page to check its accessibility
+	npm install --prefix .tools/node --no-audit --no-fund --silent axe-core@4.11.0
+
 K8S_MODELS := .tools/k8s-models/node_modules/@kubernetes-models
 $(K8S_MODELS): ## the Gateway API, KEDA and Prometheus Operator CRD schemas (tests/deploy/test_chart_gateway_keda.py)
 	npm install --prefix .tools/k8s-models --no-audit --no-fund --silent @kubernetes-models/gateway-api@2.0.0 \
 	  @kubernetes-models/keda@2.0.0 @kubernetes-models/prometheus-operator@6.0.0
 
-tools: install-dev $(TOOLS)/helm $(CHECKOV) $(NEWMAN) $(K8S_MODELS) ## helm, kubectl, checkov, newman, CRD schemas for the deployment and client checks
+tools: install-dev $(TOOLS)/helm $(CHECKOV) $(NEWMAN) $(AXE) $(K8S_MODELS) ## helm, kubectl, checkov, newman, axe-core, CRD schemas for the deployment and client checks
 
 test: install-dev tools test-py313 ## the whole suite against real PostgreSQL, Redis and an S3 server
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest

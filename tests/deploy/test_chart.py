@@ -289,11 +289,13 @@ def test_ingress_routes_one_host_and_the_socket_is_sticky_and_long_lived(docs):
                                    "/v1/openapi.json": (f"{RELEASE}-reports", "http")}
     assert ingress_routes(socket) == {"/socket.io": (f"{RELEASE}-notifier", "http"),
                                       "/static": (f"{RELEASE}-notifier", "http"),
+                                      "/favicon.ico": (f"{RELEASE}-notifier", "http"),
                                       "/": (f"{RELEASE}-notifier", "http")}
     # only the contract's paths are public: "/" is the demo page, not a prefix that would expose /metrics
     path_types = {p["path"]: p["pathType"] for i in (api, socket) for p in i["spec"]["rules"][0]["http"]["paths"]}
     assert path_types == {"/v1/auth": "Prefix", "/.well-known/jwks.json": "Exact", "/v1/reports": "Prefix",
-                          "/v1/openapi.json": "Exact", "/socket.io": "Prefix", "/static": "Prefix", "/": "Exact"}
+                          "/v1/openapi.json": "Exact", "/socket.io": "Prefix", "/static": "Prefix",
+                          "/favicon.ico": "Exact", "/": "Exact"}
     notes = socket["metadata"]["annotations"]
     assert notes["nginx.ingress.kubernetes.io/affinity"] == "cookie"
     assert notes["nginx.ingress.kubernetes.io/affinity-mode"] == "persistent"

@@ -144,7 +144,8 @@ def test_routes_serve_the_contract_paths_on_the_public_host_and_nothing_else(doc
         "/v1/auth": ("PathPrefix", f"{RELEASE}-auth"), "/.well-known/jwks.json": ("Exact", f"{RELEASE}-auth"),
         "/v1/reports": ("PathPrefix", f"{RELEASE}-reports"), "/v1/openapi.json": ("Exact", f"{RELEASE}-reports"),
         "/socket.io": ("PathPrefix", f"{RELEASE}-notifier"), "/static": ("PathPrefix", f"{RELEASE}-notifier"),
-        "/": ("Exact", f"{RELEASE}-notifier")}  # "/" the demo page only: /metrics, /healthz stay private
+        "/favicon.ico": ("Exact", f"{RELEASE}-notifier"),
+        "/": ("Exact", f"{RELEASE}-notifier")}  # "/" the web page only: /metrics, /healthz stay private
     services = {s["metadata"]["name"]: {p["port"] for p in s["spec"]["ports"]} for s in find(objects, "Service")}
     for rule in route["spec"]["rules"]:
         assert set(rule) <= RULE_FIELDS, set(rule) - RULE_FIELDS

@@ -447,7 +447,8 @@ def upstream_of(port: int, path: str, **kwargs) -> str:
 
 @pytest.mark.parametrize("path, owner", [
     ("/v1/auth/login", "auth"), ("/v1/auth/me", "auth"), ("/.well-known/jwks.json", "auth"),
-    ("/socket.io/?EIO=4&transport=polling", "notifier"), ("/", "notifier"), ("/static/demo.js", "notifier"),
+    ("/socket.io/?EIO=4&transport=polling", "notifier"), ("/", "notifier"), ("/static/js/main.js", "notifier"),
+    ("/favicon.ico", "notifier"),
 ])
 def test_ingress_routes_the_contract_paths(ingress, path, owner):
     assert upstream_of(ingress, path).startswith(owner)

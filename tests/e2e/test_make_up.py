@@ -160,34 +160,40 @@ def test_restart_keeps_users_reports_and_files(up, up_venv, tmp_path):
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_demo_page_in_a_real_browser(up, tmp_path):
-    from playwright.sync_api import sync_playwright
+def test_page_offers_the_demo_accounts_and_works_end_to_end(up, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from support.browser import ARGS, CHROMIUM, S, assert_accessible, new_context, open_page, shot
 
     proc, _data, _port = up
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            page = browser.new_page(accept_downloads=True)
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(proc.url + "/")
-            page.fill("#email", DEMO[0])
-            page.fill("#password", DEMO[1])
-            page.click("#login-button")
-            page.wait_for_selector("#socket-state[data-state=online]", timeout=20_000)
+            page = open_page(new_context(browser), proc.url)
+            # `make up` says it is: its seeded accounts are offered, the first one pre-filled.
+            expect(page.locator("#demo-users")).to_be_visible()
+            expect(page.locator("#signin-email")).to_have_value(DEMO[0])
+            expect(page.locator("#signin-password")).to_have_value(DEMO[1])
+            expect(page.locator("#demo-users button[data-demo-email]")).to_have_count(2)
+            assert_accessible(page, "make up's sign-in")
+            shot(page, "make-up-signin")
+            page.click(f"#demo-users button[data-demo-email='{DEMO[0]}']")
+            expect(page.locator("#who")).to_have_text(DEMO[0], timeout=20 * S)
+            expect(page.locator("#socket-state")).to_have_attribute("data-state", "online", timeout=20 * S)
             page.fill("#rows", "3000")
             page.click("#create-button")
-            page.wait_for_selector("#notifications li[data-event='report.succeeded']", timeout=60_000)
-            page.screenshot(path=str(tmp_path / "demo-page.png"), full_page=True)
+            done = page.locator("#toasts .toast[data-event='report.succeeded']")
+            expect(done).to_have_count(1, timeout=60 * S)
+            report_id = done.get_attribute("data-report-id")
+            assert_accessible(page, "make up's list")
+            shot(page, "make-up-list")
             with page.expect_download() as download:
-                page.locator("tr[data-status=succeeded] button.download").first.click()
+                page.locator(f"#report-{report_id} button.download").click()
             saved = tmp_path / "report.xlsx"
             download.value.save_as(saved)
-            rows = sum(1 for _ in openpyxl.load_workbook(saved, read_only=True).active.iter_rows())
-            assert rows >= 2
-            assert errors == []
+            assert sum(1 for _ in openpyxl.load_workbook(saved, read_only=True).active.iter_rows()) == 3002
+            assert requests.get(proc.url + "/favicon.ico", timeout=10).content[:4] == b"\x00\x00\x01\x00"
+            assert page.errors == []
         finally:
             browser.close()
 

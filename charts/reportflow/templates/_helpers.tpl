@@ -150,7 +150,7 @@ Groups: api (auth, reports), socket (Socket.IO: long-lived, sticky), page (the d
     (list "/v1/reports" "Prefix" "reports")
     (list "/v1/openapi.json" "Exact" "reports"))
   "socket" (list (list "/socket.io" "Prefix" "notifier"))
-  "page" (list (list "/static" "Prefix" "notifier") (list "/" "Exact" "notifier"))
+  "page" (list (list "/static" "Prefix" "notifier") (list "/favicon.ico" "Exact" "notifier") (list "/" "Exact" "notifier"))
   "storage" (list (list (printf "/%s" .Values.storage.bucket) "Prefix" "s3")) }}
 {{- toJson $paths }}
 {{- end }}

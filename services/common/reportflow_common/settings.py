@@ -67,6 +67,9 @@ VARIABLES: tuple[Variable, ...] = (
              "(empty: same origin only).", (NOTIFIER,), ""),
     Variable("SOCKETIO_TRANSPORTS", "Socket.IO transports accepted, comma-separated: `polling,websocket`, or "
              "`websocket` alone (no long-polling, so no sticky sessions needed).", (NOTIFIER,), "polling,websocket"),
+    Variable("DEMO_USERS", "Accounts the web page offers pre-filled, as `email:password` pairs separated by commas. "
+             "Only `make up` sets it (for its seeded users); empty everywhere else, so no cluster advertises any.",
+             (NOTIFIER,), ""),
     Variable("EVENT_HISTORY_MAX", "Events kept per user for replay.", (REPORTS, WORKER, NOTIFIER), "1000",
              kind=int),
     Variable("EVENT_HISTORY_TTL_SECONDS", "How long a user's event history is kept after its last event.",
@@ -128,6 +131,7 @@ class Settings:
     download_url_ttl_seconds: int = 300
     socketio_allowed_origins: str = ""
     socketio_transports: str = "polling,websocket"
+    demo_users: str = ""
     event_history_max: int = 1000
     event_history_ttl_seconds: int = 86400
     worker_concurrency: int = 2
@@ -154,6 +158,12 @@ class Settings:
     @property
     def transports(self) -> list[str]:
         return [t.strip() for t in self.socketio_transports.split(",") if t.strip()]
+
+    @property
+    def demo_accounts(self) -> list[tuple[str, str]]:
+        """DEMO_USERS as (email, password) pairs (load_settings has refused malformed entries)."""
+        pairs = (entry.strip().partition(":") for entry in self.demo_users.split(",") if entry.strip())
+        return [(email.strip(), password) for email, _colon, password in pairs]
 
 
 def _convert(var: Variable, raw: str):
@@ -185,7 +195,7 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None, **over
             problems.append(f"{var.name}={raw!r} is invalid: {exc}")
     values.update(overrides)
     settings = Settings(service=service, **values)
-    problems += _check_storage(settings) + _check_transports(settings)
+    problems += _check_storage(settings) + _check_transports(settings) + _check_demo_users(settings)
     if problems:
         raise ConfigError(f"reportflow-{service}: configuration error:\n  " + "\n  ".join(problems))
     return settings
@@ -208,6 +218,12 @@ def _check_transports(s: Settings) -> list[str]:
     if s.service == NOTIFIER and (not s.transports or set(s.transports) - {"polling", "websocket"}):
         return [f"SOCKETIO_TRANSPORTS={s.socketio_transports!r} is invalid: expected polling, websocket or both"]
     return []
+
+
+def _check_demo_users(s: Settings) -> list[str]:
+    bad = [e.strip() for e in s.demo_users.split(",") if e.strip() and not (
+        "@" in e.partition(":")[0] and e.partition(":")[2])]
+    return [f"DEMO_USERS entry {e.partition(':')[0]!r} is invalid: expected email:password" for e in bad]
 
 
 def settings_names() -> set[str]:

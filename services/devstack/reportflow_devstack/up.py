@@ -112,6 +112,7 @@ class Up:
             "JWT_PRIVATE_KEY": _secret_file(keys / "jwt-ed25519.pem", generate_private_key_pem),
             "JWKS_URL": f"http://127.0.0.1:{self.port}/.well-known/jwks.json",
             "SOCKETIO_ALLOWED_ORIGINS": f"http://127.0.0.1:{self.port},http://localhost:{self.port}",
+            "DEMO_USERS": ",".join(f"{email}:{password}" for email, password in DEMO_USERS),  # the page offers them
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         })
         if not env.get("S3_ENDPOINT_URL"):
@@ -157,7 +158,7 @@ class Up:
         storage = env.get("S3_ENDPOINT_URL") or env.get("LOCAL_STORAGE_DIR")
         lines = [
             "", "reportflow is running (Ctrl-C stops everything)",
-            f"  demo page        {base}/",
+            f"  web page         {base}/",
             f"  auth API         {base}/v1/auth/login   (JWKS {base}/.well-known/jwks.json)",
             f"  reports API      {base}/v1/reports",
             f"  notifier         {base}/socket.io/",

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from datetime import UTC, datetime
 
-from flask import Flask, request, send_from_directory
+from flask import Flask, request
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 from prometheus_client import Counter, Gauge, Histogram
 from redis import Redis
@@ -23,9 +22,9 @@ from reportflow_common.tokens import JwksKeys, init_jwt, verify_access_token
 from reportflow_common.web import init_web
 
 from .delivery import DeliveryGate, SequencedRedisManager
+from .page import page_blueprint
 
 log = logging.getLogger(__name__)
-STATIC = os.path.join(os.path.dirname(__file__), "static")
 
 
 class NotifierMetrics:
@@ -105,13 +104,7 @@ def create_app(settings: Settings) -> Flask:
     init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)
     app.extensions["reportflow"] = socketio
 
-    @app.get("/")
-    def demo_page():
-        return send_from_directory(STATIC, "index.html")
-
-    @app.get("/static/<path:name>")
-    def demo_static(name: str):
-        return send_from_directory(STATIC, name)
+    app.register_blueprint(page_blueprint(settings))  # the web page: /, /static/*, /favicon.ico
 
     @socketio.on("connect")
     def connect(auth=None):
