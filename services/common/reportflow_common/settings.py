@@ -74,9 +74,9 @@ VARIABLES: tuple[Variable, ...] = (
              "longer than the longest job.", (REPORTS, WORKER), "3600", kind=int),
     Variable("MAX_JOB_ATTEMPTS", "Deliveries of one job before it is failed instead of retried.", (WORKER,), "3",
              kind=int),
-    Variable("XLSX_ENGINE", "How the worker writes xlsx files: `lean` (reportflow's streaming writer) or "
-             "`openpyxl` (its write-only mode; about five times slower, same cells).", (WORKER,), "lean",
-             choices=XLSX_ENGINES),
+    Variable("XLSX_ENGINE", "How the worker writes xlsx files: `lean` (reportflow's own streaming writer) or "
+             "`openpyxl` (its write-only mode: the same cells, several times slower; `bench/README.md`).",
+             (WORKER,), "lean", choices=XLSX_ENGINES),
     Variable("PROGRESS_INTERVAL_SECONDS", "Minimum seconds between two progress events of one report.",
              (WORKER,), "0.5", kind=float),
     Variable("TRUSTED_PROXY_HOPS", "Reverse proxies in front whose X-Forwarded-For/-Proto are believed "

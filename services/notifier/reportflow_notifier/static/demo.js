@@ -156,7 +156,7 @@
     if (!resp.ok) { $("form-error").textContent = await problemText(resp); return; }
     const url = URL.createObjectURL(await resp.blob());
     const a = document.createElement("a");
-    a.href = url; a.download = r.type + "-" + r.id + ".xlsx"; document.body.append(a); a.click(); a.remove();
+    a.href = url; a.download = r.type + "-" + r.id + (r.params && r.params.format === "csv" ? ".csv" : ".xlsx"); document.body.append(a); a.click(); a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
 
@@ -164,7 +164,7 @@
     event.preventDefault();
     $("form-error").textContent = "";
     const type = $("report-type").value;
-    const params = type === "demo" ? { rows: Number($("rows").value), columns: Number($("columns").value), seed: Number($("seed").value) } : {};
+    const params = type === "demo" ? { rows: Number($("rows").value), columns: Number($("columns").value), seed: Number($("seed").value), format: $("format").value } : {};
     const resp = await api("POST", "/v1/reports", { type, params });
     if (!resp.ok) { $("form-error").textContent = await problemText(resp); return; }
     const r = await resp.json();
@@ -184,6 +184,6 @@
   $("socket-toggle").addEventListener("click", toggleSocket);
   $("report-type").addEventListener("change", () => {
     const demo = $("report-type").value === "demo";
-    for (const id of ["rows", "columns", "seed"]) $(id).disabled = !demo;
+    for (const id of ["rows", "columns", "seed", "format"]) $(id).disabled = !demo;
   });
 })();

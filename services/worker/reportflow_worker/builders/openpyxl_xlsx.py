@@ -1,6 +1,7 @@
 """The xlsx writer on openpyxl's write-only mode: the engine before reportflow's own, kept selectable
 (`XLSX_ENGINE=openpyxl`) as a well-known reference. It writes the same sheets, formats and cell values as
-lean_xlsx, about five times slower (bench/README.md).
+lean_xlsx, about nine times slower (bench/README.md). openpyxl writes numbers with 16 significant digits,
+which every value of the demo report fits in.
 
 Called by the report builders through `write_xlsx(path, sheets)`; a failure removes the partial file.
 openpyxl streams each sheet into a temporary file, which it only deletes at exit when a build stops early;
