@@ -127,8 +127,8 @@ def write_rustpy_xlsxwriter(path: str, sheets: Iterable[Sheet], params: dict) ->
 
     sheets = iter(sheets)
     first = next(sheets)
-    announced = [(first.name, list(first.columns)),
-                 (SUMMARY_SHEET, DemoTally(demo_columns(int(params["columns"]))).summary_columns())]
+    summary = DemoTally(demo_columns(int(params["columns"])), int(params["rows"])).summary_columns()
+    announced = [(first.name, list(first.columns)), (SUMMARY_SHEET, summary)]
     settings = {"autofilter": {name: True for name, _c in announced},
                 "column_widths": {name: [c.width for c in cols] for name, cols in announced},
                 "column_formats": {name: [Format().set_num_format(c.number_format) for c in cols]

@@ -23,6 +23,7 @@ from reportflow_worker.builders.demo import (
     build_demo_sheet,
     demo_columns,
     demo_rows,
+    demo_sheet_columns,
     demo_totals,
     is_additive,
 )
@@ -212,6 +213,12 @@ def test_the_sheets_are_made_to_be_read(tmp_path, engine):
     widths = {name: ws.column_dimensions[chr(65 + i)].width for i, (name, _k) in enumerate(demo_columns(10))}
     assert all(width >= len(name) + 2 for name, width in widths.items()), widths
     assert all(widths[name] >= 14 for name in CURRENCY_COLUMNS)
+    for i, (name, _kind) in enumerate(demo_columns(10)):  # a total too wide for its cell would show as ####
+        total = ws.cell(32, i + 1).value
+        if isinstance(total, str) or total is None:
+            continue
+        shown = f"${total:,.2f}" if name in CURRENCY_COLUMNS else f"{total:,}"
+        assert len(shown) < widths[name], (name, shown, widths[name])
 
     summary = wb["summary"]
     assert summary.freeze_panes == "A2" and all(cell.font.b for cell in summary[1])
@@ -280,6 +287,15 @@ def test_a_cancelled_build_leaves_no_temporary_files(tmp_path):
         assert os.listdir(scratch), "openpyxl's stream file lives in the scratch folder while the job runs"
     assert not os.path.exists(scratch)
     assert tempfile.gettempdir() != scratch
+
+
+def test_widths_grow_with_the_totals_the_rows_can_reach():
+    """A million rows of revenue reach $125,000,000,000.00 at most: 19 characters, shown without ####."""
+    narrow, wide = (demo_sheet_columns(demo_columns(10), rows) for rows in (10, 1_000_000))
+    width = {c.name: c.width for c in wide}
+    assert width["revenue"] >= len("$125,000,000,000.00") + 1 and width["units"] >= len("500,000,000") + 1
+    assert width["unit_price"] == {c.name: c.width for c in narrow}["unit_price"]  # never totalled
+    assert [c.number_format for c in narrow] == [c.number_format for c in wide]
 
 
 def test_an_unknown_engine_is_refused(tmp_path):

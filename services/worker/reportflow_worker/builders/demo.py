@@ -42,6 +42,9 @@ ORDERS = "orders"
 KIND_FORMATS = {"date": DATE_FORMAT, "text": GENERAL, "int": INTEGER_FORMAT, "float": DECIMAL_FORMAT}
 KIND_WIDTHS = {"date": 11, "text": 11, "int": 10, "float": 12}
 CURRENCY_WIDTH = 14
+# the largest value one row can hold, by column (metrics by kind): a total's width follows from the row count
+LARGEST_IN_A_ROW = {"units": 500, "unit_price": 250.0, "revenue": 125_000.0, "discount": 18_750.0,
+                    "net_revenue": 125_000.0, "int": 10_000, "float": 1000.0}
 
 
 def demo_columns(columns: int) -> list[tuple[str, str]]:
@@ -92,11 +95,18 @@ def demo_totals(columns: list[tuple[str, str]], sums: list[float]) -> list:
     return row
 
 
-def demo_sheet_columns(columns: list[tuple[str, str]]) -> list[Column]:
-    """How each column of the `demo` sheet is shown: its number format and width."""
-    return [Column(name, CURRENCY_FORMAT if name in CURRENCY_COLUMNS else KIND_FORMATS[kind],
-                   CURRENCY_WIDTH if name in CURRENCY_COLUMNS else KIND_WIDTHS[kind])
-            for name, kind in columns]
+def demo_sheet_columns(columns: list[tuple[str, str]], rows: int = 1) -> list[Column]:
+    """How each column of the `demo` sheet is shown: its number format, and a width that fits its values and
+    the largest total `rows` rows can add up to (a number too wide for its cell shows as ####)."""
+    out = []
+    for name, kind in columns:
+        width = CURRENCY_WIDTH if name in CURRENCY_COLUMNS else KIND_WIDTHS[kind]
+        if is_additive(name, kind):
+            largest = rows * LARGEST_IN_A_ROW.get(name, LARGEST_IN_A_ROW[kind])
+            shown = f"${largest:,.2f}" if name in CURRENCY_COLUMNS else f"{largest:,.{decimals_of(name, kind)}f}"
+            width = max(width, len(shown) + 2)
+        out.append(Column(name, CURRENCY_FORMAT if name in CURRENCY_COLUMNS else KIND_FORMATS[kind], width))
+    return out
 
 
 class _ExactSum:
@@ -117,8 +127,8 @@ class _ExactSum:
 class DemoTally:
     """Totals and the region x product summary, added up chunk by chunk as the rows stream past."""
 
-    def __init__(self, columns: list[tuple[str, str]]):
-        self.columns = columns
+    def __init__(self, columns: list[tuple[str, str]], rows: int = 1):
+        self.columns, self.rows = columns, rows
         names = [name for name, _kind in columns]
         self.totals = {i: _ExactSum(decimals_of(name, kind))
                        for i, (name, kind) in enumerate(columns) if is_additive(name, kind)}
@@ -155,8 +165,8 @@ class DemoTally:
 
     def summary_columns(self) -> list[Column]:
         keys = [Column(self.columns[i][0], GENERAL, KIND_WIDTHS["text"]) for i in self.keys]
-        return [*keys, Column(ORDERS, INTEGER_FORMAT, KIND_WIDTHS["int"]),
-                *demo_sheet_columns([self.columns[i] for i in self.summed])]
+        return [*keys, Column(ORDERS, INTEGER_FORMAT, max(KIND_WIDTHS["int"], len(f"{self.rows:,}") + 2)),
+                *demo_sheet_columns([self.columns[i] for i in self.summed], self.rows)]
 
     def summary_rows(self) -> list[list]:
         """One row per region (and product) that sold, in alphabetical order."""
@@ -191,9 +201,10 @@ def _parse(params: dict) -> tuple[int, list[tuple[str, str]], int]:
 def demo_sheets(params: dict, on_rows: ProgressCallback) -> Iterator[Sheet]:
     """The workbook's sheets, lazily: the summary exists only once the writer has taken every row."""
     rows, columns, seed = _parse(params)
-    tally = DemoTally(columns)
+    tally = DemoTally(columns, rows)
     data = _counted_rows(demo_rows(rows, len(columns), seed), rows, tally, on_rows)
-    yield Sheet(DATA_SHEET, demo_sheet_columns(columns), data, lambda: [tally.totals_row()], row_count=rows + 2)
+    yield Sheet(DATA_SHEET, demo_sheet_columns(columns, rows), data, lambda: [tally.totals_row()],
+                row_count=rows + 2)
     if tally.keys:
         summary = tally.summary_rows()
         yield Sheet(SUMMARY_SHEET, tally.summary_columns(), summary, lambda: [tally.summary_totals()],
