@@ -183,3 +183,30 @@ def test_memory_does_not_grow_with_the_rows(tmp_path, writer):
         return lambda: lean_xlsx.write_xlsx(str(tmp_path / "m.xlsx"), demo_sheets(params, lambda d, t: None))
     small, large = _traced_peak(build(2_000)), _traced_peak(build(12_000))
     assert large - small < 1024 * 1024, (small, large)
+
+
+def _local_header_has_zip64(path, name: str) -> bool:
+    """Whether the entry's local header carries a ZIP64 extra field (id 0x0001)."""
+    with zipfile.ZipFile(path) as package:
+        offset = package.getinfo(name).header_offset
+    raw = path.read_bytes()
+    name_length, extra_length = int.from_bytes(raw[offset + 26:offset + 28], "little"), \
+        int.from_bytes(raw[offset + 28:offset + 30], "little")
+    extra = raw[offset + 30 + name_length:offset + 30 + name_length + extra_length]
+    while len(extra) >= 4:
+        if int.from_bytes(extra[:2], "little") == 1:
+            return True
+        extra = extra[4 + int.from_bytes(extra[2:4], "little"):]
+    return False
+
+
+def test_zip64_only_for_a_sheet_announced_near_two_gibibytes(tmp_path, monkeypatch):
+    """Python's ZIP64 headers can make Excel offer a repair, so an ordinary sheet must not get them."""
+    def build(name: str, row_count: int | None):
+        path = tmp_path / name
+        lean_xlsx.write_xlsx(str(path), [Sheet("s", [Column("a")], [[1], [2]], row_count=row_count)])
+        return _local_header_has_zip64(path, "xl/worksheets/sheet1.xml")
+    assert not build("announced.xlsx", 3) and not build("unknown.xlsx", None)
+    monkeypatch.setattr(lean_xlsx, "ROW_BYTES_PER_CELL", lean_xlsx.ZIP64_BYTES)  # as if each cell were 2 GiB
+    assert build("huge.xlsx", 3)
+    assert _read(tmp_path / "huge.xlsx")["s"] == [("a",), (1,), (2,)]

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from itertools import islice
 from operator import itemgetter
 
-from . import CHUNK_ROWS, ProgressCallback
+from . import CHUNK_ROWS, ProgressCallback, xlsx_writer
 from .csv_table import write_csv
 from .tables import (
     CURRENCY_FORMAT,
@@ -190,8 +190,6 @@ def _counted_rows(rows: Iterator[list], total: int, tally: DemoTally | None,
         yield from chunk
         done += len(chunk)
         on_rows(done, total)
-    if done == 0:
-        on_rows(0, total)
 
 
 def _parse(params: dict) -> tuple[int, list[tuple[str, str]], int]:
@@ -213,7 +211,6 @@ def demo_sheets(params: dict, on_rows: ProgressCallback) -> Iterator[Sheet]:
 
 def build_demo_sheet(path: str, params: dict, on_rows: ProgressCallback, engine: str = "lean") -> int:
     """Write the demo workbook with the chosen xlsx engine; returns the number of sales rows."""
-    from . import xlsx_writer
     xlsx_writer(engine)(path, demo_sheets(params, on_rows))
     return int(params["rows"])
 

@@ -1,11 +1,11 @@
 """reportflow's own xlsx writer: rows go straight to a deflate stream as escaped XML text, one sheet at a time.
 
-Why our own: openpyxl builds an lxml element per cell, which was 93 % of a report's build time; XlsxWriter
-and the Rust writers were measured too (bench/README.md has the figures and the decision). This writes
-the few parts a workbook needs (SpreadsheetML, ECMA-376) and nothing else: typed cells, shared strings
-(up to SHARED_STRINGS_MAX distinct values, inline strings after that, so memory stays flat), number
-formats, a bold frozen header with an autofilter, column widths and a bold footer. Every test reads its
-files back with openpyxl.
+Why our own: openpyxl builds an lxml element per cell, which was 93 % of a report's build time (issue 14);
+XlsxWriter, PyExcelerate and rustpy-xlsxwriter were measured too (bench/README.md: the figures and the
+decision). This writes the few parts a workbook needs (SpreadsheetML, ECMA-376) and nothing else: typed
+cells, shared strings (up to SHARED_STRINGS_MAX distinct values, inline strings after that, so memory stays
+flat), number formats, a bold frozen header with an autofilter, column widths and a bold footer. Every test
+reads its files back with openpyxl.
 
 Called by the report builders through `write_xlsx(path, sheets)`; a failure removes the partial file.
 """
@@ -25,7 +25,10 @@ SHARED_STRINGS_MAX = 50_000  # distinct strings kept in the shared table; any fu
 COMPRESS_LEVEL = 4  # zlib level, measured on 100k x 10: 1 = 0.20 s, 8.6 MB; 4 = 0.28 s, 6.9 MB; 6 = 0.75 s, 6.3 MB
 FLUSH_ROWS = 500  # rows joined into one write to the deflate stream
 MAX_ROWS, MAX_COLUMNS, MAX_CELL_CHARS = 1_048_576, 16_384, 32_767  # Excel's limits
-ZIP64_BYTES = 1 << 30  # a sheet that may exceed this many bytes of XML is written with ZIP64 sizes
+# Past 2 GiB a zip entry needs ZIP64 sizes, which the zipfile module must be told of before the entry is written,
+# and which can make Excel offer to "repair" the file (XlsxWriter's docs): only a sheet whose announced size may
+# come near the limit (1M rows x 50 columns) gets them; a larger sheet of unknown size fails instead.
+ZIP64_BYTES = (1 << 31) - 1
 ROW_BYTES_PER_CELL = 48  # a generous estimate of one cell's XML, for the decision above
 
 BUILTIN_NUMBER_FORMATS = {GENERAL: 0, "0": 1, "0.00": 2, "#,##0": 3, "#,##0.00": 4, "0%": 9, "0.00%": 10}
@@ -116,7 +119,7 @@ class _Workbook:
         footer_styles = [self.style(c.number_format, True) for c in columns]
         head = self.style(GENERAL, True)
         last = letters[-1]
-        zip64 = sheet.row_count is None or sheet.row_count * len(columns) * ROW_BYTES_PER_CELL > ZIP64_BYTES
+        zip64 = sheet.row_count is not None and sheet.row_count * len(columns) * ROW_BYTES_PER_CELL > ZIP64_BYTES
         with self.package.open(f"xl/worksheets/sheet{len(self.sheets) + 1}.xml", "w", force_zip64=zip64) as out:
             dimension = f'<dimension ref="A1:{last}{sheet.row_count}"/>' if sheet.row_count else ""
             tab = ' tabSelected="1"' if not self.sheets else ""
@@ -255,7 +258,8 @@ class _Workbook:
         xfs = "".join(f'<xf numFmtId="{fmt}" fontId="{int(bold)}" fillId="0" borderId="0" xfId="0"'
                       + (' applyNumberFormat="1"' if fmt else "") + (' applyFont="1"' if bold else "") + "/>"
                       for (fmt, bold) in self.styles)
-        return (f'<styleSheet xmlns="{_MAIN}"><numFmts count="{len(self.formats)}">{formats}</numFmts>'
+        formats = f'<numFmts count="{len(self.formats)}">{formats}</numFmts>' if self.formats else ""
+        return (f'<styleSheet xmlns="{_MAIN}">{formats}'
                 f'<fonts count="2"><font>{font}</font><font><b/>{font}</font></fonts>'
                 '<fills count="2"><fill><patternFill patternType="none"/></fill>'
                 '<fill><patternFill patternType="gray125"/></fill></fills>'
