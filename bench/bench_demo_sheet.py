@@ -7,7 +7,7 @@ round), so a change in the machine's load falls on every mode alike; figures are
 Speed is CPU seconds of the child (user + system), which other work on a shared machine slows far less
 than wall time; wall seconds are printed too. Ratios are taken within each round, then their median.
 
-    .venv/bin/python bench/bench_demo_sheet.py                  # 100k x 10, 3 rounds, then 1M rows (~6 min)
+    .venv/bin/python bench/bench_demo_sheet.py                  # 100k x 10, 3 rounds, then 1M rows (~10 min)
     .venv/bin/python bench/bench_demo_sheet.py --quick          # 1 round, no 1M-row runs (~1 min)
     .venv/bin/python bench/bench_demo_sheet.py --rows 20000 --rounds 5 --big-rows 0
 
