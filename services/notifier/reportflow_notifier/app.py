@@ -99,7 +99,7 @@ def create_app(settings: Settings) -> Flask:
 
     app = Flask("reportflow_notifier", static_folder=None)
     socketio = SocketIO(app, client_manager=manager, async_mode="gevent",
-                        cors_allowed_origins=settings.allowed_origins or None,
+                        cors_allowed_origins=settings.allowed_origins or None, transports=settings.transports,
                         ping_interval=20, ping_timeout=20, max_http_buffer_size=16 * 1024)
     init_web(app, "notifier", {"redis": redis.ping}, settings.trusted_proxy_hops)  # wraps Socket.IO's middleware too
     init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)
