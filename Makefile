@@ -8,7 +8,7 @@ SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13)
 SOURCES := $(wildcard services/*/pyproject.toml) requirements/constraints.txt requirements/runtime.txt
 
 .PHONY: up test test-py313 unit integration e2e deploy images containers newcomer newcomer-full k8s-manifest lint \
-        install install-dev tools constraints config-table clean
+        bench install install-dev tools constraints config-table clean
 PY313 ?= $(shell scripts/find-python.sh 3.13)
 
 $(BIN)/python:
@@ -104,9 +104,16 @@ k8s-manifest: $(TOOLS)/helm ## render charts/reportflow (default values) into k8
 lint: install-dev
 	$(BIN)/ruff check services tests bench
 
+$(VENV)/.bench: $(VENV)/.dev requirements/bench.txt
+	$(PIP) -r requirements/bench.txt
+	@touch $@
+
+bench: $(VENV)/.bench ## print every figure with its peer measured in the same run (bench/README.md)
+	$(BIN)/python bench/bench_demo_sheet.py
+
 constraints: ## re-pin every dependency after changing one
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet -r requirements/runtime.txt -r requirements/dev.txt
+	.venv-lock/bin/pip install --quiet -r requirements/runtime.txt -r requirements/dev.txt -r requirements/bench.txt
 	{ head -2 requirements/constraints.txt; .venv-lock/bin/pip freeze --exclude-editable | grep -v '^reportflow'; } > requirements/constraints.new
 	mv requirements/constraints.new requirements/constraints.txt && rm -rf .venv-lock
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 AUTH, REPORTS, WORKER, NOTIFIER, MIGRATE = "auth", "reports", "worker", "notifier", "migrate"
 WEB = (AUTH, REPORTS, NOTIFIER)
 ALL = (AUTH, REPORTS, WORKER, NOTIFIER)
+XLSX_ENGINES = ("lean", "openpyxl")  # the worker's xlsx writers (reportflow_worker.builders)
 
 
 class ConfigError(SystemExit):
@@ -27,6 +28,7 @@ class Variable:
     default: str | None = None  # None: required for the services listed
     secret: bool = False
     kind: type = str
+    choices: tuple[str, ...] = ()  # when set, the only values accepted
 
 
 VARIABLES: tuple[Variable, ...] = (
@@ -81,6 +83,9 @@ VARIABLES: tuple[Variable, ...] = (
              "keeps the worker's grace period after SIGTERM at least this long.", (WORKER,), "600", kind=int),
     Variable("MAX_JOB_ATTEMPTS", "Deliveries of one job before it is failed instead of retried.", (WORKER,), "3",
              kind=int),
+    Variable("XLSX_ENGINE", "How the worker writes xlsx files: `lean` (reportflow's own streaming writer) or "
+             "`openpyxl` (its write-only mode: the same cells, several times slower; `bench/README.md`).",
+             (WORKER,), "lean", choices=XLSX_ENGINES),
     Variable("PROGRESS_INTERVAL_SECONDS", "Minimum seconds between two progress events of one report.",
              (WORKER,), "0.5", kind=float),
     Variable("TRUSTED_PROXY_HOPS", "Reverse proxies in front whose X-Forwarded-For/-Proto are believed "
@@ -138,6 +143,7 @@ class Settings:
     visibility_timeout_seconds: int = 3600
     job_time_limit_seconds: int = 600
     max_job_attempts: int = 3
+    xlsx_engine: str = "lean"
     progress_interval_seconds: float = 0.5
     trusted_proxy_hops: int = 0
     host: str = "0.0.0.0"
@@ -173,6 +179,8 @@ def _convert(var: Variable, raw: str):
         if raw.lower() in ("0", "false", "no", "off", ""):
             return False
         raise ValueError("expected true or false")
+    if var.choices and raw not in var.choices:
+        raise ValueError(f"expected one of {', '.join(var.choices)}")
     return var.kind(raw)
 
 

@@ -23,9 +23,7 @@ from reportflow_common.settings import Settings
 from reportflow_common.storage import Storage, report_key
 
 from . import records
-from .builders import job_scratch_dir
-from .builders.activity import build_activity_sheet
-from .builders.demo import build_demo_sheet
+from .builders import build_report, job_scratch_dir, report_output
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +83,10 @@ def run_report(ctx: WorkerContext, report_id: str, retries: int = 0) -> str:
         QUEUE_WAIT.labels(report.type).observe(max(0.0, (report.started_at - report.created_at).total_seconds()))
     IN_PROGRESS.inc()
     started = time.monotonic()
-    key = report_key(str(report.user_id), report_id)
+    extension = report_output(report.type, report.params).extension
+    key = report_key(str(report.user_id), report_id, extension)
     with job_scratch_dir() as scratch:
-        return _run_claimed(ctx, report, key, os.path.join(scratch, "report.xlsx"), started)
+        return _run_claimed(ctx, report, key, os.path.join(scratch, "report" + extension), started)
 
 
 def _run_claimed(ctx: WorkerContext, report, key: str, path: str, started: float) -> str:
@@ -139,12 +138,8 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 
 
 def _build(ctx: WorkerContext, report, path: str) -> int:
-    throttle = ProgressThrottle(ctx, report)
-    if report.type == "demo":
-        return build_demo_sheet(path, report.params, throttle)
-    if report.type == "activity":
-        return build_activity_sheet(path, ctx.sessions, report.user_id, throttle)
-    raise ValueError(f"unknown report type {report.type!r}")
+    return build_report(report.type, report.params, path, ProgressThrottle(ctx, report), sessions=ctx.sessions,
+                        user_id=report.user_id, xlsx_engine=ctx.settings.xlsx_engine)
 
 
 class ProgressThrottle:
