@@ -72,7 +72,7 @@ def test_create_answers_202_with_location_and_the_queued_report(reports, alice, 
     assert set(report) == REPORT_FIELDS  # download_url only once succeeded
     assert r.headers["Location"] == f"/v1/reports/{report['id']}"
     assert uuid.UUID(report["id"])
-    assert report["type"] == "demo" and report["params"] == {"rows": 10, "columns": 3, "seed": 7}
+    assert report["type"] == "demo" and report["params"] == {"rows": 10, "columns": 3, "seed": 7, "format": "xlsx"}
     assert report["status"] == "queued" and report["progress"] == 0
     assert abs(_utc(report["created_at"]) - datetime.now(_utc(report["created_at"]).tzinfo)) < timedelta(minutes=5)
     assert all(report[k] is None for k in ("started_at", "finished_at", "rows", "size_bytes", "error"))

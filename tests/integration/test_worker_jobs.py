@@ -181,13 +181,13 @@ def test_an_expired_lease_is_taken_back_rung_for_and_its_dead_attempt_can_no_lon
         sessions, user, reconciler, broker, ctx):
     report_id = queued(sessions, user)
     dead = records.claim_next(sessions, 30)
-    ctx.storage.upload(attempt_key(user, report_id, dead.attempt_token), __file__)  # died after uploading
+    ctx.storage.upload(attempt_key(user, report_id, dead.attempt_token, ".xlsx"), __file__)  # died after uploading
     expire_lease(sessions, report_id)
     done = reconciler.run_once()
     assert done["taken_back"] == 1 and broker.llen(c.REPORTS_QUEUE) == 1
     back = row(sessions, report_id)
     assert back.status == c.QUEUED and back.attempt_token is None and back.rung_at is not None
-    assert ctx.storage.size(attempt_key(user, report_id, dead.attempt_token)) is None  # the dead one's object
+    assert ctx.storage.size(attempt_key(user, report_id, dead.attempt_token, ".xlsx")) is None  # the dead one's object
     assert records.end_attempt(sessions, report_id, dead.attempt_token, c.SUCCEEDED, rows=1) is None
     assert records.claim_next(sessions, 30).attempts == 2
 
@@ -287,7 +287,7 @@ def test_the_loser_of_two_attempts_deletes_only_its_own_object(sessions, user, c
     assert run_next_job(ctx) == c.SUCCEEDED  # attempt B
     winner = row(sessions, report_id)
     assert Attempt(ctx, a).run() == "lease_lost"
-    assert ctx.storage.size(attempt_key(user, report_id, a.attempt_token)) is None
+    assert ctx.storage.size(attempt_key(user, report_id, a.attempt_token, ".xlsx")) is None
     assert ctx.storage.size(winner.storage_key) == winner.size_bytes
     after = row(sessions, report_id)
     assert (after.status, after.storage_key, after.attempts) == (c.SUCCEEDED, winner.storage_key, 2)
@@ -301,7 +301,7 @@ def test_a_cancel_during_the_build_stops_it_and_leaves_no_file(sessions, user, c
     assert Attempt(ctx, claim).run() == c.CANCELLED
     final = row(sessions, report_id)
     assert final.status == c.CANCELLED and final.rows is None
-    assert ctx.storage.size(attempt_key(user, report_id, claim.attempt_token)) is None
+    assert ctx.storage.size(attempt_key(user, report_id, claim.attempt_token, ".xlsx")) is None
 
 
 def test_an_unbuildable_job_fails_with_its_reason(sessions, user, ctx):

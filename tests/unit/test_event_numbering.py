@@ -33,5 +33,5 @@ def test_replay_start(client, position, expected):
 def test_epochs_are_unique_and_begin_with_their_start_time():
     before = int(time.time() * 1000)
     epoch = new_epoch()
-    assert len(epoch) == 16 and before <= int(epoch[:12], 16) <= int(time.time() * 1000)
+    assert len(epoch) == 20 and before <= int(epoch[:12], 16) <= int(time.time() * 1000)
     assert len({new_epoch() for _ in range(50)}) == 50

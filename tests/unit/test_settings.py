@@ -134,6 +134,13 @@ def test_unknown_storage_backend_is_refused():
     assert "STORAGE_BACKEND" in _config_error("worker", _env("worker", STORAGE_BACKEND="ftp"))
 
 
+def test_xlsx_engine_is_one_of_the_engines():
+    assert load_settings("worker", _env("worker")).xlsx_engine == "lean"
+    assert load_settings("worker", _env("worker", XLSX_ENGINE="openpyxl")).xlsx_engine == "openpyxl"
+    message = _config_error("worker", _env("worker", XLSX_ENGINE="pandas"))
+    assert "XLSX_ENGINE='pandas' is invalid" in message and "lean, openpyxl" in message
+
+
 def test_broker_defaults_to_redis_and_origins_are_split():
     reports = load_settings("reports", _env("reports"))
     assert reports.effective_broker_url == VALUES["REDIS_URL"]

@@ -38,12 +38,12 @@ def _raw_cursor(value) -> str:
 
 @pytest.mark.parametrize("body", [{"type": "demo"}, {"type": "demo", "params": {}}, {"type": "demo", "params": None}])
 def test_demo_without_params_gets_the_documented_defaults(body):
-    assert validate_new_report(body) == ("demo", {"rows": 1000, "columns": 8, "seed": 0})
+    assert validate_new_report(body) == ("demo", {"rows": 1000, "columns": 8, "seed": 0, "format": "xlsx"})
 
 
 def test_demo_params_given_override_only_their_defaults():
     assert validate_new_report({"type": "demo", "params": {"rows": 5, "seed": -7}}) == (
-        "demo", {"rows": 5, "columns": 8, "seed": -7})
+        "demo", {"rows": 5, "columns": 8, "seed": -7, "format": "xlsx"})
 
 
 @pytest.mark.parametrize(("name", "value"), [("rows", 1), ("rows", 1_000_000), ("columns", 1), ("columns", 50)])
@@ -79,6 +79,24 @@ def test_an_integral_number_written_with_a_fraction_is_that_integer(name):
 def test_demo_seed_must_fit_in_64_bits():
     assert validate_new_report({"type": "demo", "params": {"seed": 2 ** 63 - 1}})[1]["seed"] == 2 ** 63 - 1
     assert _fields(_refused(validate_new_report, {"type": "demo", "params": {"seed": 2 ** 63}})) == ["params.seed"]
+
+
+@pytest.mark.parametrize("fmt", c.REPORT_FORMATS)
+def test_demo_format_is_xlsx_or_csv(fmt):
+    assert validate_new_report({"type": "demo", "params": {"format": fmt}})[1]["format"] == fmt
+
+
+@pytest.mark.parametrize("fmt", ["CSV", "xls", "", None, 1, True, ["csv"], {"csv": 1}])
+def test_demo_other_formats_are_refused_naming_the_choices(fmt):
+    problem = _refused(validate_new_report, {"type": "demo", "params": {"rows": 10, "format": fmt}})
+    assert problem.status == 422 and _fields(problem) == ["params.format"]
+    assert "xlsx" in problem.errors[0]["message"] and "csv" in problem.errors[0]["message"]
+
+
+def test_an_explicit_default_format_is_the_same_request():
+    """Defaults are applied before the idempotency fingerprint, so naming the default changes nothing."""
+    assert request_fingerprint(*validate_new_report({"type": "demo", "params": {"rows": 5}})) == \
+        request_fingerprint(*validate_new_report({"type": "demo", "params": {"rows": 5, "format": "xlsx"}}))
 
 
 def test_demo_unknown_parameter_is_named():

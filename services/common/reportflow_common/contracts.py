@@ -15,6 +15,23 @@ STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINISHED_STATUSES = (SUCCEEDED, FAILED, CANCELLED)
 ACTIVE_STATUSES = (QUEUED, RUNNING)
 
+# Report files: the formats a demo report may ask for, and what each stored file is (by its extension)
+XLSX, CSV = "xlsx", "csv"
+REPORT_FORMATS = (XLSX, CSV)
+FILE_CONTENT_TYPES = {".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                      ".csv": "text/csv; charset=utf-8"}
+
+
+def extension_of(key: str) -> str:
+    """The extension of a stored report file (`.xlsx`, `.csv`), which the worker chose from its format."""
+    name = key.rsplit("/", 1)[-1]
+    return name[name.rfind("."):] if "." in name else ""
+
+
+def content_type_of(key: str) -> str:
+    """The content type of a stored report file, from its extension (xlsx's when unknown)."""
+    return FILE_CONTENT_TYPES.get(extension_of(key), FILE_CONTENT_TYPES[".xlsx"])
+
 # Socket.IO events (server -> client)
 EVENT_PROGRESS = "report.progress"
 EVENT_SUCCEEDED = "report.succeeded"
@@ -54,6 +71,6 @@ INTERNAL = "internal"
 MAX_BODY_BYTES = 64 * 1024
 DEMO_ROWS_RANGE = (1, 1_000_000)
 DEMO_COLUMNS_RANGE = (1, 50)
-DEMO_DEFAULTS = {"rows": 1000, "columns": 8, "seed": 0}
+DEMO_DEFAULTS = {"rows": 1000, "columns": 8, "seed": 0, "format": XLSX}
 PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX = 20, 100
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600

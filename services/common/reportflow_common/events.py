@@ -40,7 +40,7 @@ def _published_key(outbox_id: int) -> str:
 def new_epoch() -> str:
     """Milliseconds since 1970 in fixed-width hex, then randomness: unique, and readable as a start time
     (nothing relies on their order: the clocks of the hosts that start them may differ)."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(2)}"
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
 
 
 # KEYS[1] position hash, KEYS[2] log stream; ARGV[1] an epoch to start if there is none.

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 AUTH, REPORTS, WORKER, NOTIFIER, MIGRATE = "auth", "reports", "worker", "notifier", "migrate"
 WEB = (AUTH, REPORTS, NOTIFIER)
 ALL = (AUTH, REPORTS, WORKER, NOTIFIER)
+XLSX_ENGINES = ("lean", "openpyxl")  # the worker's xlsx writers (reportflow_worker.builders)
 
 
 class ConfigError(SystemExit):
@@ -27,6 +28,7 @@ class Variable:
     default: str | None = None  # None: required for the services listed
     secret: bool = False
     kind: type = str
+    choices: tuple[str, ...] = ()  # when set, the only values accepted
 
 
 VARIABLES: tuple[Variable, ...] = (
@@ -37,6 +39,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("BROKER_URL", "Celery broker URL; empty means `REDIS_URL`.", (REPORTS, WORKER), ""),
     Variable("JWT_PRIVATE_KEY", "PEM Ed25519 private key that signs tokens (only auth has it).", (AUTH,),
              secret=True),
+    Variable("JWT_PREVIOUS_PUBLIC_KEYS", "PEM Ed25519 public keys of replaced signing keys, one after another: "
+             "still in the JWKS, so their tokens verify until they expire (README, key rotation).", (AUTH,), ""),
     Variable("JWKS_URL", "Where verifying services fetch auth's public keys (`…/.well-known/jwks.json`).",
              (REPORTS, NOTIFIER)),
     Variable("JWT_ISSUER", "`iss` claim put in and required of every token.", (AUTH, REPORTS, NOTIFIER),
@@ -63,6 +67,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DOWNLOAD_URL_TTL_SECONDS", "Lifetime of a download link.", (REPORTS,), "300", kind=int),
     Variable("SOCKETIO_ALLOWED_ORIGINS", "Comma-separated browser origins allowed to open a socket "
              "(empty: same origin only).", (NOTIFIER,), ""),
+    Variable("SOCKETIO_TRANSPORTS", "Socket.IO transports accepted, comma-separated: `polling,websocket`, or "
+             "`websocket` alone (no long-polling, so no sticky sessions needed).", (NOTIFIER,), "polling,websocket"),
+    Variable("DEMO_USERS", "Accounts the web page offers pre-filled, as `email:password` pairs separated by commas. "
+             "Only `make up` sets it (for its seeded users); empty everywhere else, so no cluster advertises any.",
+             (NOTIFIER,), ""),
     Variable("EVENT_HISTORY_MAX", "Events kept per user for replay.", (REPORTS, WORKER, NOTIFIER), "1000",
              kind=int),
     Variable("EVENT_HISTORY_TTL_SECONDS", "How long a user's event history is kept after its last event.",
@@ -71,6 +80,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VISIBILITY_TIMEOUT_SECONDS", "Seconds before the broker hands a wake-up message that a vanished "
              "worker had taken to another worker. Jobs do not depend on it: their lease does.", (REPORTS, WORKER),
              "3600", kind=int),
+    Variable("JOB_TIME_LIMIT_SECONDS", "The longest one job may run: a job still running after this fails (Celery's "
+             "soft time limit; the hard one is 30 s later). The chart keeps the worker's grace period after SIGTERM "
+             "at least this long.", (WORKER,), "600", kind=int),
     Variable("MAX_JOB_ATTEMPTS", "Attempts (claims) of one job before it is failed instead of retried; an attempt "
              "handed back on shutdown does not count.", (WORKER,), "3", kind=int),
     Variable("JOB_LEASE_SECONDS", "How long a running job's claim lasts without a heartbeat (renewed every third "
@@ -81,8 +93,9 @@ VARIABLES: tuple[Variable, ...] = (
              "again when the broker holds fewer messages than there are queued jobs.", (WORKER,), "30", kind=int),
     Variable("TRANSIENT_RETRY_SECONDS", "Time budget for retrying one step of a job through an outage of "
              "PostgreSQL, Redis or storage (exponential backoff with jitter).", (WORKER,), "300", kind=int),
-    Variable("JOB_TIME_LIMIT_SECONDS", "A job still running after this fails (Celery soft time limit; the hard "
-             "limit is 30 s later).", (WORKER,), "1800", kind=int),
+    Variable("XLSX_ENGINE", "How the worker writes xlsx files: `lean` (reportflow's own streaming writer) or "
+             "`openpyxl` (its write-only mode: the same cells, several times slower; `bench/README.md`).",
+             (WORKER,), "lean", choices=XLSX_ENGINES),
     Variable("PROGRESS_INTERVAL_SECONDS", "Minimum seconds between two progress events of one report.",
              (WORKER,), "0.5", kind=float),
     Variable("TRUSTED_PROXY_HOPS", "Reverse proxies in front whose X-Forwarded-For/-Proto are believed "
@@ -114,6 +127,7 @@ class Settings:
     redis_url: str = ""
     broker_url: str = ""
     jwt_private_key: str = field(default="", repr=False)
+    jwt_previous_public_keys: str = ""
     jwks_url: str = ""
     jwt_issuer: str = "reportflow"
     access_token_ttl_seconds: int = 900
@@ -132,16 +146,19 @@ class Settings:
     storage_signing_key: str = field(default="", repr=False)
     download_url_ttl_seconds: int = 300
     socketio_allowed_origins: str = ""
+    socketio_transports: str = "polling,websocket"
+    demo_users: str = ""
     event_history_max: int = 1000
     event_history_ttl_seconds: int = 86400
     worker_concurrency: int = 2
     visibility_timeout_seconds: int = 3600
+    job_time_limit_seconds: int = 600
     max_job_attempts: int = 3
     job_lease_seconds: int = 30
     reconcile_interval_seconds: float = 5.0
     requeue_after_seconds: int = 30
     transient_retry_seconds: int = 300
-    job_time_limit_seconds: int = 1800
+    xlsx_engine: str = "lean"
     progress_interval_seconds: float = 0.5
     trusted_proxy_hops: int = 0
     host: str = "0.0.0.0"
@@ -159,6 +176,16 @@ class Settings:
     def allowed_origins(self) -> list[str]:
         return [o.strip() for o in self.socketio_allowed_origins.split(",") if o.strip()]
 
+    @property
+    def transports(self) -> list[str]:
+        return [t.strip() for t in self.socketio_transports.split(",") if t.strip()]
+
+    @property
+    def demo_accounts(self) -> list[tuple[str, str]]:
+        """DEMO_USERS as (email, password) pairs (load_settings has refused malformed entries)."""
+        pairs = (entry.strip().partition(":") for entry in self.demo_users.split(",") if entry.strip())
+        return [(email.strip(), password) for email, _colon, password in pairs]
+
 
 def _convert(var: Variable, raw: str):
     if var.kind is bool:
@@ -167,6 +194,8 @@ def _convert(var: Variable, raw: str):
         if raw.lower() in ("0", "false", "no", "off", ""):
             return False
         raise ValueError("expected true or false")
+    if var.choices and raw not in var.choices:
+        raise ValueError(f"expected one of {', '.join(var.choices)}")
     return var.kind(raw)
 
 
@@ -189,7 +218,8 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None, **over
             problems.append(f"{var.name}={raw!r} is invalid: {exc}")
     values.update(overrides)
     settings = Settings(service=service, **values)
-    problems += _check_storage(settings) + _check_worker(settings)
+    problems += (_check_storage(settings) + _check_transports(settings) + _check_demo_users(settings)
+                 + _check_worker(settings))
     if problems:
         raise ConfigError(f"reportflow-{service}: configuration error:\n  " + "\n  ".join(problems))
     return settings
@@ -219,6 +249,18 @@ def _check_worker(s: Settings) -> list[str]:
     if s.max_job_attempts < 1:
         problems.append("MAX_JOB_ATTEMPTS must be at least 1")
     return problems
+
+
+def _check_transports(s: Settings) -> list[str]:
+    if s.service == NOTIFIER and (not s.transports or set(s.transports) - {"polling", "websocket"}):
+        return [f"SOCKETIO_TRANSPORTS={s.socketio_transports!r} is invalid: expected polling, websocket or both"]
+    return []
+
+
+def _check_demo_users(s: Settings) -> list[str]:
+    bad = [e.strip() for e in s.demo_users.split(",") if e.strip() and not (
+        "@" in e.partition(":")[0] and e.partition(":")[2])]
+    return [f"DEMO_USERS entry {e.partition(':')[0]!r} is invalid: expected email:password" for e in bad]
 
 
 def settings_names() -> set[str]:

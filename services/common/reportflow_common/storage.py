@@ -12,9 +12,8 @@ import time
 from typing import Protocol
 from urllib.parse import urlencode
 
+from .contracts import content_type_of
 from .settings import Settings
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class Storage(Protocol):
@@ -25,8 +24,8 @@ class Storage(Protocol):
     def ping(self) -> None: ...
 
 
-def report_key(user_id: str, report_id: str) -> str:
-    return f"reports/{user_id}/{report_id}.xlsx"
+def report_key(user_id: str, report_id: str, extension: str = ".xlsx") -> str:
+    return f"reports/{user_id}/{report_id}{extension}"
 
 
 class S3Storage:
@@ -49,7 +48,7 @@ class S3Storage:
 
     def upload(self, key: str, path: str) -> None:
         from boto3.s3.transfer import TransferConfig
-        self.client.upload_file(path, self.bucket, key, ExtraArgs={"ContentType": XLSX},
+        self.client.upload_file(path, self.bucket, key, ExtraArgs={"ContentType": content_type_of(key)},
                                 Config=TransferConfig(multipart_threshold=8 * 1024 * 1024,
                                                       multipart_chunksize=8 * 1024 * 1024))
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from datetime import UTC, datetime
 
-from flask import Flask, request, send_from_directory
+from flask import Flask, request
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 from prometheus_client import Counter, Gauge, Histogram
 from redis import Redis, RedisError
@@ -23,9 +22,9 @@ from reportflow_common.tokens import JwksKeys, init_jwt, verify_access_token
 from reportflow_common.web import init_web
 
 from .delivery import DeliveryGate, SequencedRedisManager, StalledSockets
+from .page import page_blueprint
 
 log = logging.getLogger(__name__)
-STATIC = os.path.join(os.path.dirname(__file__), "static")
 CATCH_UP_SWEEP_SECONDS = 2.0  # how often connected sockets are compared with their users' event logs
 CATCH_UP_ROUNDS = 3  # replays in a row for one socket before a remaining gap is let through
 CATCH_UP_PATIENCE_SECONDS = 300.0  # how long a catch-up waits for Redis before letting buffered events through
@@ -115,19 +114,13 @@ def create_app(settings: Settings) -> Flask:
 
     app = Flask("reportflow_notifier", static_folder=None)
     socketio = SocketIO(app, client_manager=manager, async_mode="gevent",
-                        cors_allowed_origins=settings.allowed_origins or None,
+                        cors_allowed_origins=settings.allowed_origins or None, transports=settings.transports,
                         ping_interval=20, ping_timeout=20, max_http_buffer_size=16 * 1024)
     init_web(app, "notifier", {"redis": redis.ping}, settings.trusted_proxy_hops)  # wraps Socket.IO's middleware too
     init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)
     app.extensions["reportflow"] = socketio
 
-    @app.get("/")
-    def demo_page():
-        return send_from_directory(STATIC, "index.html")
-
-    @app.get("/static/<path:name>")
-    def demo_static(name: str):
-        return send_from_directory(STATIC, name)
+    app.register_blueprint(page_blueprint(settings))  # the web page: /, /static/*, /favicon.ico
 
     @socketio.on("connect")
     def connect(auth=None):

@@ -92,7 +92,8 @@ def download(report_id: str):
     report = _owned_or_404(report_id)
     if report.status != c.SUCCEEDED or not report.storage_key:
         raise Problem(409, c.CONFLICT, f"The report is {report.status}; only a succeeded report can be downloaded.")
-    url = _ctx().storage.download_url(report.storage_key, f"{report.type}-{report.id}.xlsx")
+    url = _ctx().storage.download_url(report.storage_key,
+                                      f"{report.type}-{report.id}{c.extension_of(report.storage_key)}")
     return Response(status=302, headers={"Location": url})  # no HTML body, unlike flask.redirect
 
 
@@ -125,5 +126,4 @@ def local_file(key: str):
         abort(404)
     if storage.size(key) is None:
         abort(404)
-    return send_file(path, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                     as_attachment=True, download_name=key.rsplit("/", 1)[-1])
+    return send_file(path, mimetype=c.content_type_of(key), as_attachment=True, download_name=key.rsplit("/", 1)[-1])

@@ -57,6 +57,8 @@ def validate_new_report(body: dict) -> tuple[str, dict]:
         _int_in(errors, params, "rows", *c.DEMO_ROWS_RANGE)
         _int_in(errors, params, "columns", *c.DEMO_COLUMNS_RANGE)
         _int_in(errors, params, "seed", -_SEED_LIMIT, _SEED_LIMIT)
+        if params["format"] not in c.REPORT_FORMATS:
+            errors.append({"field": "params.format", "message": f"must be one of: {', '.join(c.REPORT_FORMATS)}"})
     elif report_type == "activity":
         errors += [{"field": f"params.{k}", "message": "unknown parameter"} for k in sorted(params)]
     if errors:

@@ -31,9 +31,7 @@ from reportflow_common.settings import Settings
 from reportflow_common.storage import Storage
 
 from . import records
-from .builders import job_scratch_dir
-from .builders.activity import build_activity_sheet
-from .builders.demo import build_demo_sheet
+from .builders import build_report, job_scratch_dir, report_output
 from .metrics import worker_metrics
 from .outages import is_transient, retry_transient
 from .shutdown import ShutdownClock
@@ -66,9 +64,9 @@ class WorkerContext:
     shutdown: ShutdownClock
 
 
-def attempt_key(user_id, report_id, token) -> str:
+def attempt_key(user_id, report_id, token, extension: str) -> str:
     """Each attempt writes its own object: a loser deleting its file can never touch the winner's."""
-    return f"reports/{user_id}/{report_id}.{token}.xlsx"
+    return f"reports/{user_id}/{report_id}.{token}{extension}"
 
 
 def run_next_job(ctx: WorkerContext, rung_for: str | None = None) -> str:
@@ -138,7 +136,8 @@ class Attempt:
 
     def __init__(self, ctx: WorkerContext, report: Report):
         self.ctx, self.report, self.token = ctx, report, report.attempt_token
-        self.key = attempt_key(report.user_id, report.id, self.token)
+        self.extension = report_output(report.type, report.params).extension
+        self.key = attempt_key(report.user_id, report.id, self.token, self.extension)
         self.started = time.monotonic()
         self.heartbeat = Heartbeat(ctx, report.id, self.token)
         self.uploaded = False
@@ -158,7 +157,7 @@ class Attempt:
         metrics.in_progress.inc()
         try:
             with self.heartbeat, job_scratch_dir() as scratch:
-                return self._run(os.path.join(scratch, "report.xlsx"))
+                return self._run(os.path.join(scratch, "report" + self.extension))
         finally:
             metrics.in_progress.dec()
 
@@ -271,11 +270,8 @@ class Attempt:
 
 
 def _build(ctx: WorkerContext, report: Report, path: str, on_rows) -> int:
-    if report.type == "demo":
-        return build_demo_sheet(path, report.params, on_rows)
-    if report.type == "activity":
-        return build_activity_sheet(path, ctx.sessions, report.user_id, on_rows)
-    raise ValueError(f"unknown report type {report.type!r}")
+    return build_report(report.type, report.params, path, on_rows, sessions=ctx.sessions, user_id=report.user_id,
+                        xlsx_engine=ctx.settings.xlsx_engine)
 
 
 class ProgressThrottle:

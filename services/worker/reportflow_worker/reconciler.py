@@ -34,6 +34,7 @@ from reportflow_common.settings import Settings
 from reportflow_common.storage import Storage, make_storage
 
 from . import records
+from .builders import report_output
 from .jobs import attempt_key
 from .metrics import worker_metrics
 
@@ -89,7 +90,8 @@ class Reconciler:
         taken = records.take_back_expired(self.sessions, self.settings.max_job_attempts)
         for job in taken:
             if job.dead_token is not None:
-                self._delete_quietly(attempt_key(job.user_id, job.report_id, job.dead_token))
+                extension = report_output(job.type, job.params).extension
+                self._delete_quietly(attempt_key(job.user_id, job.report_id, job.dead_token, extension))
             if job.status == c.QUEUED:
                 self.metrics.requeued.labels("lease_expired").inc()
                 log.warning("job taken back from a worker that stopped renewing its lease",

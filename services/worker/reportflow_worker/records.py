@@ -129,6 +129,7 @@ class TakenBack:
     report_id: uuid.UUID
     user_id: uuid.UUID
     type: str
+    params: dict
     status: str  # queued (to run again), failed (attempts used up) or cancelled (a cancel was waiting)
     dead_token: uuid.UUID | None
     event: PendingEvent | None
@@ -155,8 +156,8 @@ def take_back_expired(sessions: sessionmaker[Session], max_attempts: int, limit:
             else:
                 report.status, report.attempt_token, report.lease_expires_at = c.QUEUED, None, None
                 report.progress, report.started_at, report.rung_at = 0.0, None, None
-            taken.append(TakenBack(report.id, report.user_id, report.type, ending.status if ending else c.QUEUED,
-                                   dead, ending.event if ending else None))
+            taken.append(TakenBack(report.id, report.user_id, report.type, dict(report.params),
+                                   ending.status if ending else c.QUEUED, dead, ending.event if ending else None))
     return taken
 
 
