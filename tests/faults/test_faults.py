@@ -78,7 +78,7 @@ class Run:
         return [rid for ids in self.submitted.values() for rid in ids]
 
 
-def start_run(stack: FaultStack, name: str, per_user: int = REPORTS_PER_USER, rows=(3_000, 15_000),
+def start_run(stack: FaultStack, name: str, per_user: int = REPORTS_PER_USER, rows=(40_000, 160_000),
               pause: float = 0.5, clients_on: int | None = None) -> Run:
     http, before = Http(stack), mechanism_counts(stack)
     people = [new_person(http) for _ in range(2)]
@@ -94,7 +94,7 @@ def start_run(stack: FaultStack, name: str, per_user: int = REPORTS_PER_USER, ro
         for i in range(per_user):
             size = rows[0] + (rows[1] - rows[0]) * ((i + offset) % per_user) // max(per_user - 1, 1)
             try:
-                report_id = person.submit(f"{slug}-{person.id}-{i}", {"rows": size, "columns": 4, "seed": i},
+                report_id = person.submit(f"{slug}-{person.id}-{i}", {"rows": size, "columns": 8, "seed": i},
                                           deadline)
             except BaseException as exc:
                 errors.append(f"{person.email}: {exc}")
@@ -323,12 +323,12 @@ def test_commit_then_no_message_and_a_crash_between_commit_and_enqueue(stack):
 def test_sigterm_finishes_or_hands_back_within_the_grace_period(stack):
     """SIGTERM to the worker's main process (what the kubelet sends): jobs that can finish in the grace
     period do; a long one is handed back at once, not counted as an attempt, and finished by the next worker.
-    The worker exits by itself within its grace period (4 s here, so that a 200k-row job cannot fit)."""
+    The worker exits by itself within its grace period (4 s here, so that an 800k-row job cannot fit)."""
     stack.worker.stop()
     stack.worker = stack.worker_process("worker-short-grace", GRACEFUL_TIMEOUT_SECONDS="4").start(timeout=60)
     run = start_run(stack, "worker SIGTERM mid-job")
     person = run.people[1]
-    long_one = person.submit(f"long-{person.id}", {"rows": 200_000, "columns": 8, "seed": 5}, time.monotonic() + 60)
+    long_one = person.submit(f"long-{person.id}", {"rows": 800_000, "columns": 8, "seed": 5}, time.monotonic() + 60)
     wait_until(lambda: stack.query("SELECT 1 FROM reports WHERE id = %s AND status = 'running' AND progress > 0",
                                    (long_one,)), 120, "the long job to run")
     stack.worker.proc.send_signal(signal.SIGTERM)
