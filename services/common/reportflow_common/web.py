@@ -11,6 +11,7 @@ from flask import Flask, Response, g, jsonify, request
 from prometheus_client import Counter, Histogram
 
 from .contracts import MAX_BODY_BYTES, UNAVAILABLE, UNSUPPORTED_MEDIA_TYPE
+from .http_guard import HttpGuard
 from .logs import request_id_var, user_id_var
 from .problems import Problem, install_error_handlers, invalid, problem_response
 
@@ -62,7 +63,7 @@ def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck], proxy_
     """Bind the cross-cutting behaviour to `app`; `checks` name the dependencies /readyz probes."""
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # Outermost, so they also cover what middleware inside answers on its own (Socket.IO's /socket.io).
-    app.wsgi_app = RequestIdMiddleware(app.wsgi_app)
+    app.wsgi_app = RequestIdMiddleware(HttpGuard(app.wsgi_app))
     if proxy_hops:  # behind the ingress: the client's address and scheme come from its X-Forwarded-* headers
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxy_hops, x_proto=proxy_hops)
