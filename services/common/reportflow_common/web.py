@@ -17,6 +17,9 @@ from .problems import Problem, install_error_handlers, invalid, problem_response
 
 log = logging.getLogger("reportflow.access")
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Unicode control characters (C0, DEL, C1) and lone surrogates: no field of the API means them, PostgreSQL
+# refuses NUL in text, and a surrogate cannot be encoded as UTF-8 at all.
+_CONTROL_OR_SURROGATE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 ReadinessCheck = Callable[[], None]  # raises when the dependency is unreachable
 
@@ -136,4 +139,27 @@ def json_body() -> dict:
         raise invalid([{"field": "body", "message": "malformed JSON"}], "The body is not valid JSON.", 400)
     if not isinstance(data, dict):
         raise invalid([{"field": "body", "message": "expected a JSON object"}], "The body must be a JSON object.", 400)
+    errors = control_character_errors(data)
+    if errors:
+        raise invalid(errors, "Text fields must not hold control characters.")
     return data
+
+
+def control_character_errors(data) -> list[dict]:
+    """A field error for every string (value or key) holding a control character or a lone surrogate,
+    named by its path (`params.name`, `items[2]`); walked without recursion, however deep the JSON."""
+    errors, stack = [], [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _CONTROL_OR_SURROGATE.search(value):
+                errors.append({"field": path or "body", "message": "must not contain control characters"})
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _CONTROL_OR_SURROGATE.search(key):
+                    errors.append({"field": path or "body", "message": "has a key with control characters"})
+                else:
+                    stack.append((f"{path}.{key}" if path else key, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return sorted(errors, key=lambda e: e["field"])
