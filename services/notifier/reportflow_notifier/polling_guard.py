@@ -151,7 +151,7 @@ class PollingGuard:
         try:
             self.eio.get_session(sid)  # KeyError for an unknown session or one already closed
         except KeyError:
-            raise Refusal(400, c.INVALID_REQUEST, "No such session, or it is closed.", "unknown_session") from None
+            raise Refusal(400, c.INVALID_REQUEST, "Invalid session: unknown to this server, or closed.", "unknown_session") from None
 
     def _bounded(self, environ, start_response, seconds: float):
         """engine.io answers within `seconds`; if a code path of its parks instead, answer 503 for it."""
