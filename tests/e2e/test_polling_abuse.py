@@ -8,6 +8,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 import socketio
 
@@ -165,3 +166,48 @@ def test_a_refused_socket_over_polling_is_still_refused_properly(stack):
     except socketio.exceptions.ConnectionError:
         pass
     assert errors == [{"message": "unauthorized", "data": {"code": "unauthorized"}}]
+
+
+def test_a_silent_websocket_upgrade_does_not_hold_its_connection(stack):
+    """A client that opens the WebSocket upgrade of a polling session and never sends its probe: engine.io
+    means to give up after ping interval + timeout (40 s) but misses simple-websocket's socket, so before
+    the guard such a connection was held forever. Twenty at once are closed by the server in bounded time."""
+    import websocket
+
+    url = stack.notifiers[1].url
+    ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket&sid="
+    with requests.Session() as http:
+        sids = [handshake(http, url) for _ in range(20)]
+    sockets = [websocket.create_connection(ws_url + sid, timeout=90) for sid in sids]
+    closed: list[str] = []
+
+    def wait_closed(ws):
+        try:
+            while ws.recv():
+                pass
+        except websocket.WebSocketException:
+            pass
+        closed.append("closed")
+
+    waiters = [threading.Thread(target=wait_closed, args=(ws,), daemon=True) for ws in sockets]
+    for waiter in waiters:
+        waiter.start()
+    assert requests.get(url + "/healthz", timeout=1).status_code == 200  # meanwhile the notifier serves
+    wait_until(lambda: len(closed) == len(sockets), 75, "the server to close every silent upgrade")
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({"Upgrade": "websocket", "Connection": "Upgrade"}, 426),  # no version, no key
+    ({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}, 400),  # no key
+    ({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+      "Sec-WebSocket-Key": "not base64!"}, 400),
+    ({"Upgrade": "websocket", "Connection": "keep-alive", "Sec-WebSocket-Version": "13",
+      "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, 400),
+])
+def test_a_malformed_websocket_handshake_is_answered(stack, headers, status):
+    """simple-websocket sends nothing back to a handshake it cannot parse: the guard answers instead."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    r = raw_request(stack.notifiers[0].url,
+                    f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: localhost\r\n{head}\r\n".encode(),
+                    timeout=10)
+    assert r.status == status and r.headers["content-type"] == PROBLEM_JSON, r

@@ -108,3 +108,32 @@ def test_payloads_engine_io_would_choke_on_are_refused(body, reason):
     with pytest.raises(Refusal) as refused:
         check_payload(body)
     assert refused.value.reason == reason and refused.value.status == 400
+
+
+def test_http_guard_lets_gunicorns_end_of_connection_through():
+    """simple-websocket ends every WebSocket under gunicorn with StopIteration: never a 500 written on it."""
+    def websocket_ended(_environ, _start_response):
+        raise StopIteration
+    with pytest.raises(StopIteration):
+        _call(HttpGuard(websocket_ended), {})
+    with pytest.raises(RuntimeError):  # a handed-over connection is the server's to end, whatever happened
+        _call(HttpGuard(lambda env, sr: (_ for _ in ()).throw(RuntimeError("x"))), {"HTTP_UPGRADE": "websocket"})
+
+
+@pytest.mark.parametrize(("environ", "status"), [
+    ({}, 400),
+    ({"HTTP_CONNECTION": "Upgrade"}, 426),
+    ({"HTTP_CONNECTION": "keep-alive, Upgrade", "HTTP_SEC_WEBSOCKET_VERSION": "13"}, 400),
+    ({"HTTP_CONNECTION": "Upgrade", "HTTP_SEC_WEBSOCKET_VERSION": "13", "HTTP_SEC_WEBSOCKET_KEY": "c2hvcnQ="}, 400),
+    ({"HTTP_CONNECTION": "Upgrade", "HTTP_SEC_WEBSOCKET_VERSION": "13",
+      "HTTP_SEC_WEBSOCKET_KEY": "dGhlIHNhbXBsZSBub25jZQ=="}, None),
+])
+def test_websocket_handshake_check(environ, status):
+    from reportflow_notifier.polling_guard import check_websocket_handshake
+    environ = {"REQUEST_METHOD": "GET", "HTTP_UPGRADE": "websocket", **environ}
+    if status is None:
+        check_websocket_handshake(environ)
+        return
+    with pytest.raises(Refusal) as refused:
+        check_websocket_handshake(environ)
+    assert refused.value.status == status

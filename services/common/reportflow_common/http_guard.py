@@ -58,8 +58,12 @@ class HttpGuard:
             started.append(status)
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
+        if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            return self.app(environ, start_response)  # the connection is handed over; it ends as the server's
         try:
             return self.app(environ, start)
+        except StopIteration:  # gunicorn's signal to close a connection without an answer
+            raise
         except ParseException as exc:  # gunicorn could not read the body (a broken chunk) for middleware
             if started:
                 raise

@@ -13,8 +13,8 @@ So the guard refuses, before engine.io sees them, the POSTs engine.io would chok
 against the Engine.IO v4 wire format: UTF-8, at most 16 packets split by U+001E, each a type a client may
 send), answers requests for unknown or closed sessions itself, allows one pending poll per session (as
 the reference JavaScript server does) and bounds every long-polling request in time. engine.io's own
-refusals (text/plain) are rewritten as problem+json. WebSocket requests pass through untouched: they
-live as long as their socket.
+refusals (text/plain) are rewritten as problem+json. A WebSocket lives as long as its socket, and its
+socket as long as the peer is heard from within engine.io's ping interval + timeout (see `_websocket`).
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ CLIENT_PACKET_TYPES = frozenset("1345")  # CLOSE, PONG, MESSAGE, UPGRADE: what e
 POST_SECONDS = 10.0  # reading and handing over one POST; engine.io answers a valid one at once
 GRACE_SECONDS = 5.0  # beyond engine.io's own poll timeout (ping interval + ping timeout)
 REASONS = ("jsonp", "too_large", "malformed", "packet_type", "unknown_session", "overlapping_poll",
-           "body_timeout", "no_answer", "engineio_refused")
+           "body_timeout", "no_answer", "engineio_refused", "websocket_timeout")
 
 
 @functools.cache
@@ -83,6 +83,23 @@ def check_payload(body: bytes) -> None:
             raise Refusal(400, c.INVALID_REQUEST, "A packet has a type a client may not send.", "packet_type")
 
 
+def check_websocket_handshake(environ) -> None:
+    """Raise Refusal unless the request is an RFC 6455 opening handshake simple-websocket will complete
+    (it sends no answer at all to one it cannot parse)."""
+    connection = {t.strip().lower() for t in environ.get("HTTP_CONNECTION", "").split(",")}
+    if environ.get("REQUEST_METHOD") != "GET" or "upgrade" not in connection:
+        raise Refusal(400, c.INVALID_REQUEST, "A WebSocket opens with GET and Connection: Upgrade.", "malformed")
+    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13":
+        raise Refusal(426, c.INVALID_REQUEST, "Only WebSocket version 13 is spoken.", "malformed",
+                      {"Sec-WebSocket-Version": "13"})
+    try:
+        key_ok = len(base64.b64decode(environ.get("HTTP_SEC_WEBSOCKET_KEY", ""), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        key_ok = False
+    if not key_ok:
+        raise Refusal(400, c.INVALID_REQUEST, "Sec-WebSocket-Key must be 16 bytes in base64.", "malformed")
+
+
 class PollingGuard:
     """WSGI middleware wrapping Flask-SocketIO's; `eio` is the engine.io server (for its documented
     `get_session` and the limits it was configured with)."""
@@ -108,9 +125,10 @@ class PollingGuard:
         method, sid = environ.get("REQUEST_METHOD", "GET"), query.get("sid", [None])[0]
         websocket = query.get("transport", ["polling"])[0] == "websocket" or \
             environ.get("HTTP_UPGRADE", "").lower() == "websocket"
-        if websocket or method not in ("GET", "POST") or (method == "GET" and sid is None):
-            # WebSocket lives as long as its socket; a handshake or OPTIONS is answered at once
-            return self._rewritten(environ, start_response)
+        if websocket:
+            return self._websocket(environ, start_response)
+        if method not in ("GET", "POST") or (method == "GET" and sid is None):
+            return self._rewritten(environ, start_response)  # a handshake or OPTIONS: answered at once
         if "j" in query:  # JSONP polling: no Engine.IO v4 client uses it
             raise Refusal(400, c.INVALID_REQUEST, "JSONP polling is not served.", "jsonp")
         if method == "POST":
@@ -127,6 +145,27 @@ class PollingGuard:
             return self._bounded(environ, start_response, self.poll_seconds)
         finally:
             self.polling.discard(sid)
+
+    def _websocket(self, environ, start_response):
+        """A WebSocket lives as long as its socket; but a peer silent for longer than engine.io's ping
+        interval + timeout is gone. engine.io means to set that read timeout itself, but looks for the
+        socket under attribute names simple-websocket does not use, so a client that opens the upgrade of a
+        polling session and never sends its probe held the connection forever. Under gunicorn the timeout
+        is set here on the connection's socket; the request then ends as gunicorn ends every WebSocket."""
+        if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            check_websocket_handshake(environ)
+        sock = environ.get("gunicorn.socket")
+        if sock is None:
+            return self._rewritten(environ, start_response)
+        sock.settimeout(self.poll_seconds)
+        try:
+            return self._rewritten(environ, start_response)
+        except StopIteration:  # how simple-websocket ends every WebSocket under gunicorn
+            raise
+        except Exception as exc:  # the peer went silent or away mid-upgrade; engine.io fails reading nothing
+            polling_refusals().labels("websocket_timeout").inc()
+            log.info("websocket ended abnormally", extra={"error": type(exc).__name__})
+            raise StopIteration from None  # the connection is no HTTP one any more: close it, say nothing
 
     def _read_body(self, environ) -> bytes:
         try:
@@ -151,7 +190,8 @@ class PollingGuard:
         try:
             self.eio.get_session(sid)  # KeyError for an unknown session or one already closed
         except KeyError:
-            raise Refusal(400, c.INVALID_REQUEST, "Invalid session: unknown to this server, or closed.", "unknown_session") from None
+            raise Refusal(400, c.INVALID_REQUEST, "Invalid session: unknown to this server, or closed.",
+                          "unknown_session") from None
 
     def _bounded(self, environ, start_response, seconds: float):
         """engine.io answers within `seconds`; if a code path of its parks instead, answer 503 for it."""
