@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the Secret that k8s/reportflow.yaml reads (reportflow-secrets): a fresh Ed25519 signing key, random
-# passwords for the in-chart PostgreSQL, Redis and MinIO, and the URLs the services reach them by.
+# passwords for the in-chart PostgreSQL, Redis and S3 server, and the URLs the services reach them by.
 # Keeps an existing Secret (a new key would log everyone out; new passwords would not match the data).
 # `--print` writes the manifest to stdout instead (no cluster needed).
 set -euo pipefail

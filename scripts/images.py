@@ -3,11 +3,14 @@
 
     python3 scripts/images.py                 # build all four (what `make images` runs)
     python3 scripts/images.py --missing auth  # only those of the named ones that are not present
+    python3 scripts/images.py --base-only     # only make sure the base image (or its stand-in) is there
+    REPORTFLOW_IMAGE_TAG=ci-42 python3 scripts/images.py   # another tag (one checkout's images beside another's)
 
 Each image is services/<name>/Dockerfile with the repository root as context, built with --pull=never
 (nothing can be pulled here). The Dockerfiles start FROM python:3.11-slim-bookworm; when that image is not
 present locally, a stand-in with the same name is made from Debian bookworm with debootstrap, from the
-mirror apt uses. Prints each image's build time and size. tests/containers imports podman_env() and ensure().
+mirror apt uses. Prints each image's build time, its size and its size above the base (what the service
+adds: its /venv), against the targets in SIZE_TARGETS_MB. tests/containers imports podman_env() and ensure().
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ SERVICES = ("auth", "reports", "worker", "notifier")
 BASE = "docker.io/library/python:3.11-slim-bookworm"
 STAND_IN_LABEL = "org.reportflow.base-stand-in"
 RUN_DIR = ROOT / ".run" / "podman"
+# Most an image may add above its base, in MB (10**6 bytes): the service's /venv. tests/containers holds them.
+SIZE_TARGETS_MB = {"auth": 100, "notifier": 100, "reports": 130, "worker": 130}
 
 
 def say(message: str) -> None:
@@ -39,8 +44,13 @@ def version() -> str:
     return project.get("version", "0.1.0")
 
 
+def tag() -> str:
+    """The images' tag: REPORTFLOW_IMAGE_TAG, else the packages' version (the chart's appVersion)."""
+    return os.environ.get("REPORTFLOW_IMAGE_TAG") or version()
+
+
 def image(service: str) -> str:
-    return f"localhost/reportflow-{service}:{version()}"
+    return f"localhost/reportflow-{service}:{tag()}"
 
 
 def podman_env() -> dict:
@@ -137,7 +147,11 @@ def build(service: str) -> tuple[float, int]:
     seconds = time.monotonic() - start
     if previous and previous != image_id(image(service)):
         podman("rmi", previous, check=False)  # the replaced image, now untagged (kept if a container uses it)
-    return seconds, int(podman("image", "inspect", "--format", "{{.Size}}", image(service)).stdout.strip())
+    return seconds, size(image(service))
+
+
+def size(name: str) -> int:
+    return int(podman("image", "inspect", "--format", "{{.Size}}", name).stdout.strip())
 
 
 def ensure_base() -> None:
@@ -145,9 +159,20 @@ def ensure_base() -> None:
     if not exists(BASE):
         say(f"base stand-in built in {build_stand_in():.1f} s")
     if not getattr(ensure_base, "reported", False):
-        size = int(podman("image", "inspect", "--format", "{{.Size}}", BASE).stdout.strip())
-        say(f"base image: {BASE} ({base_kind()}, {size / 1e6:.1f} MB)")
+        say(f"base image: {BASE} ({base_kind()}, {size(BASE) / 1e6:.1f} MB)")
         ensure_base.reported = True
+
+
+def above_base(service: str) -> int:
+    """Bytes the service's image adds to its base (the final stage copies /venv onto it, nothing else)."""
+    return size(image(service)) - size(BASE)
+
+
+def report(service: str, seconds: float, total: int) -> str:
+    added, target = above_base(service) / 1e6, SIZE_TARGETS_MB[service]
+    verdict = "within" if added < target else "OVER"
+    return (f"{image(service):40} built in {seconds:6.1f} s  {total / 1e6:7.1f} MB, {added:6.1f} MB above the base "
+            f"({verdict} the {target} MB target)")
 
 
 def ensure(services=SERVICES, missing_only: bool = False) -> list[tuple[str, float, int]]:
@@ -160,9 +185,9 @@ def ensure(services=SERVICES, missing_only: bool = False) -> list[tuple[str, flo
     ensure_base()
     built = []
     for service in todo:
-        seconds, size = build(service)
-        built.append((image(service), seconds, size))
-        say(f"{image(service):40} built in {seconds:6.1f} s  {size / 1e6:7.1f} MB")
+        seconds, total = build(service)
+        built.append((image(service), seconds, total))
+        say(report(service, seconds, total))
     return built
 
 
@@ -170,7 +195,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all)")
     parser.add_argument("--missing", action="store_true", help="build only images that are not present")
+    parser.add_argument("--base-only", action="store_true", help="only the base image (the newcomer check's)")
     args = parser.parse_args()
+    if args.base_only:
+        return ensure_base()
     unknown = set(args.services) - set(SERVICES)
     if unknown:
         parser.error(f"unknown service(s): {', '.join(sorted(unknown))}")

@@ -28,7 +28,7 @@ def _unavailable(reason: str):
 @pytest.fixture(scope="session")
 def podman():
     if os.environ.get("REPORTFLOW_CONTAINER_TESTS") == "0":
-        pytest.skip("container tests switched off by REPORTFLOW_CONTAINER_TESTS=0")
+        pytest.skip("switched off: REPORTFLOW_CONTAINER_TESTS=0")
     if not shutil.which("podman"):
         _unavailable("podman is not installed: apt-get install -y podman runc debootstrap (MACHINE.md §15)")
     p = Podman()

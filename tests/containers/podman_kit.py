@@ -1,7 +1,8 @@
 """podman for the container tests: the CLI with the environment scripts/images.py gives it, removal of what
 the tests created (by name, nothing else), and the chart's objects as podman 4.3's `kube play` can run them.
 
-What podman cannot run is left out on purpose (SKIPPED_KINDS): Services and cluster DNS, Ingress, NetworkPolicy,
+What podman cannot run is left out on purpose (SKIPPED_KINDS): Services and cluster DNS, the Gateway, its
+HTTPRoutes and the Ingress (the tests put nginx stand-ins generated from them in front), NetworkPolicy,
 PodDisruptionBudget, ServiceAccount, and Jobs (the migration hook is played as a Pod from the Job's template;
 `helm test` needs Service DNS). The few edits made to the pod specs are all in `for_podman` and each says why.
 """
@@ -30,8 +31,9 @@ images = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(images)
 
 PLAYED_KINDS = {"Deployment", "ConfigMap", "Secret"}
-SKIPPED_KINDS = {"Service", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "ServiceAccount", "Job",
-                 "HorizontalPodAutoscaler"}
+# Gateway, HTTPRoute and Ingress: no gateway runs under podman; the tests build nginx stand-ins from them.
+SKIPPED_KINDS = {"Service", "Ingress", "Gateway", "HTTPRoute", "NetworkPolicy", "PodDisruptionBudget",
+                 "ServiceAccount", "Job", "HorizontalPodAutoscaler"}
 
 
 class Podman:

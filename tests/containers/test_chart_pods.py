@@ -4,12 +4,16 @@ PostgreSQL, Redis and S3 run on the host (started by the test); the pods use the
 Played: the Secret (as a podman secret), the migration hook's pod (before the services, as pre-install would)
 and every Deployment, one pod per replica, each with the rendered image, command, env, securityContext,
 resources and volumes. Its probes are run from the host. Left out: what podman cannot run (podman_kit).
-The tests run in this order: they end by stopping every container.
+In front of the pods, as a gateway would be: nginx stand-ins generated from the render's HTTPRoutes (what
+Envoy Gateway would run) and from its Ingress (ci/ingress-values.yaml's annotations); the Postman collection
+(newman) and the demo page (Chromium) go through each. The tests run in this order: they end by stopping every
+container.
 """
 from __future__ import annotations
 
 import errno
 import io
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,6 +24,9 @@ import pytest
 import redis
 import requests
 import yaml
+from e2e.test_browser import ARGS, CHROMIUM, notifications, open_page, sessions, start_report, succeeded
+from e2e.test_postman import newman, run_collection  # noqa: F401 (newman: the fixture)
+from playwright.sync_api import expect, sync_playwright
 
 from containers.podman_kit import (
     CHART,
@@ -30,6 +37,7 @@ from containers.podman_kit import (
     component,
     create_secret,
     for_podman,
+    images,
     in_container,
     play,
     render,
@@ -39,13 +47,18 @@ from containers.podman_kit import (
 )
 from reportflow_worker.builders.demo import TOTAL_LABEL
 from support.clients import Api, SocketClient
+from support.ingress import Ingress
+from support.ingress import render as stand_in
 from support.stack import generate_private_key_pem
 from support.waiting import free_port, wait_until
 
 pytestmark = pytest.mark.timeout(600)  # the first test's setup may build the base and the images (~3 min here)
 
 PODMAN_VALUES = CHART / "ci" / "podman-values.yaml"
+INGRESS_VALUES = CHART / "ci" / "ingress-values.yaml"  # the Ingress with ingress-nginx's annotations
 ORDER = ("auth", "reports", "worker", "notifier")  # auth first: the others fetch its JWKS
+STAND_INS = ("gateway", "ingress", "websocket")  # from the HTTPRoutes, the Ingress, a WebSocket-only render's routes
+S = 1000  # Playwright timeouts are in ms
 
 
 @dataclass
@@ -57,6 +70,7 @@ class Release:
     redis_url: str
     ports: dict[str, int] = field(default_factory=dict)  # chosen before the render when a value needs them
     pods: dict[str, list[PodPlan]] = field(default_factory=dict)
+    stand_in_ports: dict[str, int] = field(default_factory=dict)
 
     def api(self) -> Api:
         return Api(self.pods["auth"][0].url, self.pods["reports"][0].url)
@@ -87,16 +101,20 @@ def release(podman, host_servers, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("chart-pods")
     replicas = yaml.safe_load(PODMAN_VALUES.read_text())["notifier"]["replicas"]
     notifier_ports = {f"notifier-{i}": free_port() for i in range(replicas)}
+    stand_in_ports = {name: free_port() for name in STAND_INS}
     host_values = workdir / "host-values.yaml"  # this run's servers, in place of podman-values' placeholders
     host_values.write_text(yaml.safe_dump({
+        "image": {"tag": images.tag()},  # what scripts/images.py built (REPORTFLOW_IMAGE_TAG)
         "secrets": {"databaseUrl": postgres.url, "redisUrl": redis_server.url,
                     "jwtPrivateKey": generate_private_key_pem(), "s3AccessKeyId": "test", "s3SecretAccessKey": "test"},
         "storage": {"bucket": s3.bucket, "endpointUrl": s3.url, "publicEndpointUrl": s3.url},
-        # Each notifier pod is its own origin here (in a cluster: ingress.publicUrl); clients send their URL.
-        "notifier": {"allowedOrigins": [f"http://127.0.0.1:{port}" for port in notifier_ports.values()]},
+        # Each notifier pod is its own origin here, and so is each stand-in (in a cluster: public.url).
+        "notifier": {"allowedOrigins": [f"http://127.0.0.1:{port}"
+                                        for port in [*notifier_ports.values(), *stand_in_ports.values()]]},
+        "gateway": {"enabled": True},  # ingress-values.yaml switches it off: the HTTPRoutes and the Ingress both
     }))
-    rel = Release(f"rfc{uuid.uuid4().hex[:6]}", [PODMAN_VALUES, host_values], [], workdir, redis_server.url,
-                  notifier_ports)
+    rel = Release(f"rfc{uuid.uuid4().hex[:6]}", [PODMAN_VALUES, INGRESS_VALUES, host_values], [], workdir,
+                  redis_server.url, notifier_ports, stand_in_ports=stand_in_ports)
     rel.docs = render(rel.name, rel.values)
     kinds = {d["kind"] for d in rel.docs}
     assert not kinds - PLAYED_KINDS - SKIPPED_KINDS, f"kinds neither played nor knowingly left out: {kinds}"
@@ -200,13 +218,125 @@ def test_each_container_is_non_root_unprivileged_and_read_only(release, podman):
         assert seen["tmp"] is True and seen["metrics"] is True, (plan.pod, seen)  # the emptyDir volumes
 
 
+def _hostport(plan: PodPlan) -> str:
+    return plan.url.removeprefix("http://")
+
+
+def start_stand_in(release: Release, name: str, docs: list[dict], source: str, notifiers: list[PodPlan]) -> Ingress:
+    """nginx in front of the pods, configured from the render's HTTPRoutes (source "gateway") or Ingress."""
+    upstreams = {"auth": [_hostport(p) for p in release.pods["auth"]],
+                 "reports": [_hostport(p) for p in release.pods["reports"]],
+                 "notifier": [_hostport(p) for p in notifiers]}
+    routes = tuple(stand_in.chart_routes(docs, source))
+    return Ingress(release.workdir, upstreams, port=release.stand_in_ports[name], routes=routes).start()
+
+
+@pytest.fixture(scope="module")
+def stand_ins(release):
+    started = {}
+    try:
+        for source in ("gateway", "ingress"):
+            started[source] = start_stand_in(release, source, release.docs, source, release.pods["notifier"])
+        yield started
+    finally:
+        for ingress in started.values():
+            ingress.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def test_the_stand_ins_are_the_renders_routes_and_only_the_socket_is_sticky(release, stand_ins):
+    for source, ingress in stand_ins.items():
+        assert {r.kind for r in ingress.routes} == {"HTTPRoute" if source == "gateway" else "Ingress"}
+        assert {r.cookie for r in ingress.routes if r.component == "notifier" and r.path == "/socket.io"} == {"rfsid"}
+        assert not [r for r in ingress.routes if r.cookie and r.component != "notifier"]
+        for path, status in (("/.well-known/jwks.json", 200), ("/v1/reports", 401), ("/", 200), ("/metrics", 404)):
+            assert requests.get(ingress.url + path, timeout=10).status_code == status, (source, path)
+
+
+@pytest.mark.parametrize("source", ["gateway", "ingress"])
+def test_the_postman_collection_passes_through_each_stand_in(newman, stand_ins, source, tmp_path):  # noqa: F811
+    run_collection(newman, tmp_path, f"baseUrl={stand_ins[source].url}")
+
+
+@pytest.mark.parametrize("transports", [["polling"], ["websocket"]])
+@pytest.mark.parametrize("source", ["gateway", "ingress"])
+def test_the_demo_page_works_through_each_stand_in(browser, stand_ins, source, transports, tmp_path):
+    """Long-polling across two notifier pods works only if the stand-in keeps each session on one pod: the
+    HTTPRoute's sessionPersistence cookie and the Ingress's affinity annotations both do."""
+    site = stand_ins[source]
+    user = Api(site.url, site.url).new_user()
+    mark = len(site.access_log())
+    page = open_page(browser, site.url, user, transports)
+    try:
+        report = start_report(page, rows=5000, columns=4)
+        expect(succeeded(page, report)).to_have_count(1, timeout=60 * S)
+        assert notifications(page) == [("report.succeeded", report)]
+        with page.expect_download(timeout=30 * S) as download:
+            page.click(f"tr[data-report-id='{report}'] button.download")
+        download.value.save_as(saved := tmp_path / download.value.suggested_filename)
+        rows = list(openpyxl.load_workbook(saved, read_only=True).active.iter_rows(values_only=True))
+        assert len(rows) == 5000 + 2 and rows[-1][0] == TOTAL_LABEL
+    finally:
+        page.context.close()
+
+    def socket_log():
+        return [x for x in site.access_log()[mark:] if "/socket.io/" in x]
+    wait_until(lambda: {m for x in socket_log() for m in re.findall(r"transport=(\w+)", x)} == {transports[0]}, 10,
+               f"{transports[0]} requests, and only those, in the stand-in's access log")
+    assert not [x for x in socket_log() if " 400 " in x], socket_log()
+    assert all(len(ups) == 1 for ups in sessions(socket_log()).values()), sessions(socket_log())
+
+
+def test_a_websocket_only_notifier_works_through_routes_without_stickiness(release, podman, browser):
+    """notifier.transports [websocket]: the HTTPRoute has no session persistence, two such notifier pods sit
+    behind a round-robin stand-in, polling is refused, and the demo page (WebSocket first) works."""
+    docs = render(release.name, release.values, "notifier.transports={websocket}")
+    started, site = [], None
+    try:
+        started += start_pods(podman, release, "notifier", docs, ["ws0", "ws1"])
+        site = start_stand_in(release, "websocket", docs, "gateway", started)
+        assert not [r for r in site.routes if r.cookie], "nothing is sticky"
+        polling = requests.get(site.url + "/socket.io/?EIO=4&transport=polling", timeout=10)
+        assert polling.status_code == 400 and "set-cookie" not in polling.headers, polling.text
+        user = Api(site.url, site.url).new_user()
+        sockets = [SocketClient(site.url, user.token).connect() for _ in range(4)]  # round-robin over both pods
+        page = open_page(browser, site.url, user, None)  # the page's own transports: WebSocket first
+        try:
+            report = start_report(page, rows=2000, columns=3)
+            expect(succeeded(page, report)).to_have_count(1, timeout=60 * S)
+            for sock in sockets:
+                sock.wait_for(_succeeded(report), 60, "report.succeeded on every socket")
+        finally:
+            page.context.close()
+            for sock in sockets:
+                sock.disconnect()
+
+        def upgraded_to() -> set[str]:  # nginx logs a WebSocket when it closes
+            return {re.search(r"upstream=(\S+)", x).group(1) for x in site.access_log()
+                    if "/socket.io/" in x and " 101 " in x}
+        wait_until(lambda: upgraded_to() == {_hostport(p) for p in started}, 15, "WebSockets to both notifier pods")
+    finally:
+        if site:
+            site.stop()
+        for plan in started:
+            podman("pod", "rm", "-f", "-t", "0", plan.pod, check=False)
+
+
 def test_worker_container_killed_mid_job_leaves_the_job_to_another(release, podman):
     """SIGKILL of the whole worker container: the broker hands the job to the next worker once the visibility
     timeout (3 s here, by values) has passed."""
     user = release.api().new_user()
     (worker,) = release.pods["worker"]
     stop(podman, worker.container, worker.grace)  # only the doomed worker may take the job
-    docs = render(release.name, release.values, "config.visibilityTimeoutSeconds=3", "worker.env.WORKER_CONCURRENCY=1")
+    docs = render(release.name, release.values, "config.visibilityTimeoutSeconds=3", "worker.jobTimeLimitSeconds=2",
+                  "worker.env.WORKER_CONCURRENCY=1")
     started = []
     try:
         started += start_pods(podman, release, "worker", docs, ["doomed"])

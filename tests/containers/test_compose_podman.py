@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from containers.podman_kit import ROOT
+from containers.podman_kit import ROOT, images
 from support.clients import Api, SocketClient
 from support.processes import ServerProcess
 from support.stack import generate_private_key_pem
@@ -31,7 +31,7 @@ from support.waiting import free_port, wait_until
 pytestmark = pytest.mark.timeout(600)  # the first test's setup may build the images
 
 OURS = ("migrate", "auth", "reports", "worker", "notifier-1", "notifier-2")
-INFRA = ("postgres", "redis", "minio", "minio-init", "nginx", "prometheus", "grafana")
+INFRA = ("postgres", "redis", "s3", "nginx", "prometheus", "grafana")
 
 
 def compose_binary() -> str:
@@ -109,13 +109,14 @@ def compose(podman, podman_api, host_servers, tmp_path_factory):
     env = {
         "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin", "HOME": str(workdir), "DOCKER_HOST": podman_api,
         # docker-compose.yml's required settings (fake: the services that use them are not started)...
-        "POSTGRES_PASSWORD": "unused", "MINIO_ROOT_USER": "unused", "MINIO_ROOT_PASSWORD": "unused",
-        "GRAFANA_ADMIN_PASSWORD": "unused", "S3_ACCESS_KEY_ID": "test", "S3_SECRET_ACCESS_KEY": "test",
-        "JWT_PRIVATE_KEY": generate_private_key_pem(), "S3_BUCKET": s3.bucket, "HTTP_PORT": str(ports["http"]),
+        "POSTGRES_PASSWORD": "unused", "GRAFANA_ADMIN_PASSWORD": "unused", "S3_ACCESS_KEY_ID": "test",
+        "S3_SECRET_ACCESS_KEY": "test", "JWT_PRIVATE_KEY": generate_private_key_pem(), "S3_BUCKET": s3.bucket,
+        "HTTP_PORT": str(ports["http"]),
         # ...and the override's: the host's servers and our ports.
         "HOST_DATABASE_URL": postgres.url, "HOST_REDIS_URL": redis_server.url, "HOST_S3_URL": s3.url,
         "AUTH_PORT": str(ports["auth"]), "REPORTS_PORT": str(ports["reports"]), "WORKER_PORT": str(ports["worker"]),
         "NOTIFIER_1_PORT": str(ports["notifier-1"]), "NOTIFIER_2_PORT": str(ports["notifier-2"]),
+        "REPORTFLOW_VERSION": images.tag(),  # the images scripts/images.py built (REPORTFLOW_IMAGE_TAG)
     }
     argv = [compose_binary(), "--env-file", str(env_file), "-p", project,
             "-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.podman.yml")]

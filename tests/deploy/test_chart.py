@@ -1,7 +1,8 @@
 """charts/reportflow and k8s/: helm lint, the values schema, Kubernetes API schemas, checkov, and what a
-reviewer checks by eye in the rendered objects (security, probes, env, references, ingress, network flows).
+reviewer checks by eye in the rendered objects (security, probes, env, references, routes, network flows).
 
-No cluster here: everything is checked on `helm template` renders of the chart's ci/*-values.yaml.
+No cluster here: everything is checked on `helm template` renders of the chart's ci/*-values.yaml. The
+Gateway API and KEDA objects are checked against their own schemas in test_chart_gateway_keda.py.
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "reportflow"
 CI_VALUES = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
 RELEASE, NAMESPACE = "reportflow", "reportflow"
-KUBE_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34")
+KUBE_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34", "1.35", "1.36")
+# API groups of CRDs (Prometheus Operator, Gateway API, KEDA): not built-in kinds, checked elsewhere.
+CRD_GROUPS = ("monitoring.coreos.com/", "gateway.networking.k8s.io/", "keda.sh/")
 SERVICES = ("auth", "reports", "worker", "notifier")
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 TIMEOUT = 120  # seconds for any one tool call
@@ -112,7 +115,8 @@ def env_of(container: dict) -> dict[str, dict]:
 
 
 def test_the_chart_has_its_ci_values_files():
-    assert CI_VALUES == ["default-values.yaml", "minimal-values.yaml", "podman-values.yaml", "production-values.yaml"]
+    assert CI_VALUES == ["default-values.yaml", "ingress-values.yaml", "keda-values.yaml", "minimal-values.yaml",
+                         "podman-values.yaml", "production-values.yaml"]
 
 
 @pytest.mark.parametrize("values", CI_VALUES)
@@ -121,11 +125,11 @@ def test_helm_lint_strict(values):
 
 
 def test_renders_are_valid_kubernetes_objects_for_each_supported_version(docs, tmp_path):
-    """kubernetes-validate knows the built-in kinds only: the ServiceMonitor (a CRD) is left out here and
-    checked by test_service_monitors_scrape_every_service instead."""
+    """kubernetes-validate knows the built-in kinds only: the CRDs' objects are left out here and checked by
+    test_service_monitors_scrape_every_service and test_chart_gateway_keda.py instead."""
     files = []
     for name, objects in docs.items():
-        builtin = [o for o in objects if not o["apiVersion"].startswith("monitoring.coreos.com/")]
+        builtin = [o for o in objects if not o["apiVersion"].startswith(CRD_GROUPS)]
         files.append(tmp_path / name)
         files[-1].write_text(yaml.safe_dump_all(builtin))
     for version in KUBE_VERSIONS:
@@ -246,7 +250,12 @@ def test_replicas_disruption_budgets_and_autoscalers(docs):
         assert sorted(p["metadata"]["name"] for p in find(objects, "PodDisruptionBudget")) == \
             sorted(f"{RELEASE}-{s}" for s in SERVICES)
     hpas = {h["metadata"]["name"]: h for h in find(production, "HorizontalPodAutoscaler")}
-    assert sorted(hpas) == sorted(f"{RELEASE}-{s}" for s in ("reports", "worker", "notifier"))
+    # CPU for the web services; the worker scales on its queue (KEDA), never on CPU
+    assert sorted(hpas) == sorted(f"{RELEASE}-{s}" for s in ("reports", "notifier"))
+    assert not [h for objects in docs.values() for h in find(objects, "HorizontalPodAutoscaler")
+                if h["metadata"]["name"] == f"{RELEASE}-worker"]
+    assert "replicas" not in find(production, "Deployment", f"{RELEASE}-worker")[0]["spec"], "KEDA owns the count"
+    assert find(default, "Deployment", f"{RELEASE}-worker")[0]["spec"]["replicas"] == 1
     for name, hpa in hpas.items():
         assert hpa["apiVersion"] == "autoscaling/v2"
         assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
@@ -262,25 +271,31 @@ def ingress_routes(ingress: dict) -> dict[str, tuple[str, str]]:
             for p in rule["http"]["paths"]}
 
 
-@pytest.mark.parametrize("values", ["default-values.yaml", "production-values.yaml"])
-def test_ingress_routes_one_host_and_the_socket_is_sticky_and_long_lived(docs, values):
-    objects = docs[values]
+def test_ingress_routes_one_host_and_the_socket_is_sticky_and_long_lived(docs):
+    """The Ingress option (ci/ingress-values.yaml): the same paths as the HTTPRoutes, the controller's
+    annotations as values. By default the chart renders no Ingress and assumes no controller."""
+    for values in CI_VALUES:
+        if not (ci_values(values).get("ingress") or {}).get("enabled"):
+            assert not find(docs[values], "Ingress"), values
+    objects = docs["ingress-values.yaml"]
     api, socket = find(objects, "Ingress", f"{RELEASE}-api")[0], find(objects, "Ingress", f"{RELEASE}-socket")[0]
     for ingress in (api, socket):
         assert ingress["apiVersion"] == "networking.k8s.io/v1"
         assert ingress["spec"]["ingressClassName"] == "nginx"
-    assert api["spec"]["rules"][0]["host"] == socket["spec"]["rules"][0]["host"]
+    assert api["spec"]["rules"][0]["host"] == socket["spec"]["rules"][0]["host"] == "reportflow.localhost"
     assert ingress_routes(api) == {"/v1/auth": (f"{RELEASE}-auth", "http"),
                                    "/.well-known/jwks.json": (f"{RELEASE}-auth", "http"),
                                    "/v1/reports": (f"{RELEASE}-reports", "http"),
                                    "/v1/openapi.json": (f"{RELEASE}-reports", "http")}
     assert ingress_routes(socket) == {"/socket.io": (f"{RELEASE}-notifier", "http"),
                                       "/static": (f"{RELEASE}-notifier", "http"),
+                                      "/favicon.ico": (f"{RELEASE}-notifier", "http"),
                                       "/": (f"{RELEASE}-notifier", "http")}
     # only the contract's paths are public: "/" is the demo page, not a prefix that would expose /metrics
     path_types = {p["path"]: p["pathType"] for i in (api, socket) for p in i["spec"]["rules"][0]["http"]["paths"]}
     assert path_types == {"/v1/auth": "Prefix", "/.well-known/jwks.json": "Exact", "/v1/reports": "Prefix",
-                          "/v1/openapi.json": "Exact", "/socket.io": "Prefix", "/static": "Prefix", "/": "Exact"}
+                          "/v1/openapi.json": "Exact", "/socket.io": "Prefix", "/static": "Prefix",
+                          "/favicon.ico": "Exact", "/": "Exact"}
     notes = socket["metadata"]["annotations"]
     assert notes["nginx.ingress.kubernetes.io/affinity"] == "cookie"
     assert notes["nginx.ingress.kubernetes.io/affinity-mode"] == "persistent"
@@ -292,17 +307,26 @@ def test_ingress_routes_one_host_and_the_socket_is_sticky_and_long_lived(docs, v
     for ingress in find(objects, "Ingress"):
         for service, port in ingress_routes(ingress).values():
             assert port in services[service], f"{ingress['metadata']['name']} -> {service}:{port}"
+    plain = documents(helm_template("--set", "ingress.enabled=true").stdout)
+    for ingress in find(plain, "Ingress"):
+        assert "ingressClassName" not in ingress["spec"] and not ingress["metadata"].get("annotations"), \
+            "controller-neutral by default: class and annotations come from values only"
 
 
-def test_dev_storage_path_on_the_ingress_serves_presigned_urls(docs):
+def test_dev_storage_path_is_routed_on_the_public_host_for_presigned_urls(docs):
     objects = docs["default-values.yaml"]
-    (storage,) = find(objects, "Ingress", f"{RELEASE}-storage")
-    assert ingress_routes(storage) == {"/reports": (f"{RELEASE}-minio", "s3")}
+    (storage,) = find(objects, "HTTPRoute", f"{RELEASE}-storage")
+    (rule,) = storage["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/reports"}}]
+    assert rule["backendRefs"] == [{"name": f"{RELEASE}-s3", "port": 9000}]
+    (ingress,) = find(docs["ingress-values.yaml"], "Ingress", f"{RELEASE}-storage")
+    assert ingress_routes(ingress) == {"/reports": (f"{RELEASE}-s3", "s3")}
     _, reports = service_container(objects, "reports")
     env = env_of(reports)
-    assert env["S3_PUBLIC_ENDPOINT_URL"]["value"] == "http://reportflow.localhost"
-    assert env["S3_ENDPOINT_URL"]["value"] == f"http://{RELEASE}-minio:9000"
-    assert not find(docs["production-values.yaml"], "Ingress", f"{RELEASE}-storage")
+    assert env["S3_PUBLIC_ENDPOINT_URL"]["value"] == "http://reportflow.localhost:8080"
+    assert env["S3_ENDPOINT_URL"]["value"] == f"http://{RELEASE}-s3:9000"
+    for values in ("production-values.yaml", "minimal-values.yaml"):
+        assert not [o for o in docs[values] if o["kind"] in ("HTTPRoute", "Ingress") and component(o) == "s3"]
 
 
 def secret_refs(objects: list[dict]):
@@ -380,7 +404,7 @@ def test_services_find_auth_and_one_another(docs):
         assert (url.scheme, url.hostname, url.port, url.path) == \
             ("http", auth_service["metadata"]["name"], auth_port, "/.well-known/jwks.json")
     origins = env_of(service_container(objects, "notifier")[1])["SOCKETIO_ALLOWED_ORIGINS"]["value"]
-    assert origins == "http://reportflow.localhost"
+    assert origins == "http://reportflow.localhost:8080"
     reports, worker = (env_of(service_container(objects, s)[1]) for s in ("reports", "worker"))
     for shared in ("VISIBILITY_TIMEOUT_SECONDS", "EVENT_HISTORY_MAX", "S3_BUCKET", "S3_ENDPOINT_URL"):
         assert reports[shared] == worker[shared], f"{shared} must be equal for reports and worker"
@@ -391,27 +415,77 @@ def hook(obj: dict) -> tuple[str, int, str]:
     return a["helm.sh/hook"], int(a.get("helm.sh/hook-weight", "0")), a.get("helm.sh/hook-delete-policy", "")
 
 
-def test_migrations_run_as_a_hook_after_the_secret_they_read(docs):
+def test_migrations_run_as_a_hook_and_the_secret_is_an_ordinary_release_object(docs):
     for values in CI_VALUES:
         objects = docs[values]
         (job,) = find(objects, "Job", f"{RELEASE}-migrations")
-        events, weight, policy = hook(job)
-        # An external database exists before the release: migrate before anything starts. The in-chart dev
-        # PostgreSQL is a release object that does not exist before a first install: migrate right after it.
-        dev = (ci_values(values).get("dev") or {}).get("enabled", True)
-        assert events == ("post-install,pre-upgrade" if dev else "pre-install,pre-upgrade"), values
+        events, _weight, policy = hook(job)
+        # Migrate before anything starts when the database and the Secret exist outside the release
+        # (existingSecret, no dev); the chart's own Secret and the dev PostgreSQL come with the install, so
+        # there the first run is right after it. Upgrades always migrate first.
+        before = bool(existing_secret(values)) and not (ci_values(values).get("dev") or {}).get("enabled", True)
+        assert events == ("pre-install,pre-upgrade" if before else "post-install,pre-upgrade"), values
         assert policy == "before-hook-creation,hook-succeeded"
         (container,) = job["spec"]["template"]["spec"]["containers"]
         assert container["command"] == ["reportflow-migrate"]
         assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
-        assert "serviceAccountName" not in job["spec"]["template"]["spec"], "hooks run before the release's SA"
+        assert "serviceAccountName" not in job["spec"]["template"]["spec"], "hooks run before the release's SAs"
         secrets = find(objects, "Secret")
         if existing_secret(values):
             assert not secrets
-        else:
-            (secret,) = secrets
-            secret_events, secret_weight, _ = hook(secret)
-            assert secret_events == "pre-install,pre-upgrade" and secret_weight < weight
+            continue
+        (secret,) = secrets
+        notes = secret["metadata"].get("annotations") or {}
+        assert not [k for k in notes if k.startswith("helm.sh/hook")], "never a hook (GitOps tools skip hooks)"
+        assert notes.get("helm.sh/resource-policy") == "keep", "kept on uninstall by default"
+    kept = find(documents(helm_template("--set", "secrets.keepOnUninstall=false").stdout), "Secret")[0]
+    assert "helm.sh/resource-policy" not in (kept["metadata"].get("annotations") or {})
+
+
+def test_pods_carry_checksums_of_their_settings_and_of_the_secret_inputs(docs):
+    objects = docs["default-values.yaml"]
+    sums = {}
+    for service in SERVICES:
+        pod, container = service_container(objects, service)
+        notes = pod["metadata"]["annotations"]
+        assert re.fullmatch(r"[0-9a-f]{64}", notes["checksum/config"]) and re.fullmatch(r"[0-9a-f]{64}",
+                                                                                         notes["checksum/secret"])
+        sums[service] = notes
+    assert len({s["checksum/config"] for s in sums.values()}) == len(SERVICES), "each its own settings"
+    assert len({s["checksum/secret"] for s in sums.values()}) == 1, "one Secret"
+
+    def annotations(*sets: str) -> dict:
+        render = documents(helm_template(*[a for s in sets for a in ("--set", s)]).stdout)
+        return {s: service_container(render, s)[0]["metadata"]["annotations"] for s in SERVICES}
+    again = annotations()
+    assert again == sums, "the same values give the same checksums (generated secrets do not enter them)"
+    logs = annotations("config.logLevel=DEBUG")
+    assert all(logs[s]["checksum/config"] != sums[s]["checksum/config"] for s in SERVICES)
+    assert all(logs[s]["checksum/secret"] == sums[s]["checksum/secret"] for s in SERVICES)
+    password = annotations("dev.redis.password=anotherpassword")
+    assert all(password[s]["checksum/secret"] != sums[s]["checksum/secret"] for s in SERVICES)
+
+
+# Generated on every render where `lookup` sees no live Secret (documented in values.yaml and the chart's
+# README): the signing key and the dev passwords, and the URLs that hold them.
+GENERATED_KEYS = {"JWT_PRIVATE_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "S3_SECRET_ACCESS_KEY", "DATABASE_URL",
+                  "REDIS_URL"}
+
+
+def test_helm_template_twice_differs_only_in_the_documented_generated_values():
+    first, second = (documents(helm_template().stdout) for _ in range(2))
+    assert [(o["kind"], o["metadata"]["name"]) for o in first] == [(o["kind"], o["metadata"]["name"]) for o in second]
+    for a, b in zip(first, second, strict=True):
+        if a["kind"] == "Secret":
+            differing = {k for k in a["data"] if a["data"][k] != b["data"][k]}
+            assert differing == GENERATED_KEYS and a["data"].keys() == b["data"].keys()
+            a, b = {**a, "data": None}, {**b, "data": None}
+        assert a == b, f"{a['kind']}/{a['metadata']['name']} differs between two renders"
+    values_text = (CHART / "values.yaml").read_text()
+    assert "`helm template`" in values_text and "existingSecret" in values_text
+    pinned = documents(helm_template("-f", str(CHART / "ci" / "production-values.yaml")).stdout)
+    assert pinned == documents(helm_template("-f", str(CHART / "ci" / "production-values.yaml")).stdout), \
+        "with existingSecret nothing is generated: two renders are equal"
 
 
 def secret_data(secret: dict) -> dict[str, str]:
@@ -430,7 +504,7 @@ def test_generated_secret_holds_an_ed25519_key_and_matching_dev_urls(docs):
     assert services[db.hostname] == db.port and db.path == "/reportflow"
     assert redis.scheme == "redis" and redis.password == data["REDIS_PASSWORD"]
     assert services[redis.hostname] == redis.port
-    assert len(data["S3_SECRET_ACCESS_KEY"]) >= 8, "MinIO refuses shorter root passwords"
+    assert len(data["S3_SECRET_ACCESS_KEY"]) >= 8, "S3 servers refuse short secret keys"
 
 
 def test_secret_values_win_and_external_urls_are_required_without_dev():
@@ -448,7 +522,7 @@ def test_secret_values_win_and_external_urls_are_required_without_dev():
     data = secret_data(find(external, "Secret")[0])
     assert data["DATABASE_URL"] == "postgresql://u:p@db.example:5432/rf"
     assert "POSTGRES_PASSWORD" not in data and "S3_ACCESS_KEY_ID" not in data
-    assert not {"postgresql", "redis", "minio", "minio-bucket"} & {component(o) for o in external}
+    assert not {"postgresql", "redis", "s3"} & {component(o) for o in external}
 
 
 @pytest.mark.parametrize("setting", [
@@ -456,7 +530,17 @@ def test_secret_values_win_and_external_urls_are_required_without_dev():
     "auth.image.tag=1",
     "unknownTopLevelKey=1",
     "auth.unknownKey=1",
-    "worker.autoscaling.targetCPUUtilizationPercentage=150",
+    "reports.autoscaling.targetCPUUtilizationPercentage=150",
+    "worker.autoscaling.enabled=true",  # no CPU autoscaler for the worker
+    "worker.autoscaling.keda.trigger=cpu",
+    "worker.autoscaling.keda.redis.address=redis://cache:6379",
+    "gateway.socket.requestTimeout=1 hour",
+    "gateway.className=Not_A_Name",
+    "notifier.transports={sse}",
+    "auth.previousPublicKeys={not-a-pem}",
+    "auth.env.JWT_PREVIOUS_PUBLIC_KEYS=x",
+    "worker.env.JOB_TIME_LIMIT_SECONDS=5",
+    "public.url=reportflow.localhost",
     "config.logLevel=LOUD",
     "image.pullPolicy=Sometimes",
     "http.port=70000",
@@ -477,7 +561,24 @@ def test_schema_rejects_wrong_values(setting):
 def test_schema_accepts_right_values():
     """The counterpart of the rejections: the same keys with good values render."""
     helm_template("--set", "notifier.replicas=3", "--set-string", "auth.image.tag=1",
-                  "--set", "auth.env.WEB_CONCURRENCY=4", "--set", "config.logLevel=DEBUG")
+                  "--set", "auth.env.WEB_CONCURRENCY=4", "--set", "config.logLevel=DEBUG",
+                  "--set", "worker.autoscaling.keda.enabled=true", "--set", "gateway.socket.requestTimeout=1h30m",
+                  "--set", "notifier.transports={websocket}", "--set", "reports.autoscaling.enabled=true")
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["worker.gracefulTimeoutSeconds=300"], "must be at least worker.jobTimeLimitSeconds"),
+    (["config.visibilityTimeoutSeconds=600"], "must exceed worker.jobTimeLimitSeconds"),
+    (["worker.terminationGracePeriodSeconds=100"], "shorter than shutdown.preStopSleepSeconds"),
+    (["gateway.create=false"], "gateway.parentRefs is required"),
+    (["worker.autoscaling.keda.enabled=true", "worker.autoscaling.keda.trigger=prometheus"],
+     "serverAddress is required"),
+    (["worker.autoscaling.keda.enabled=true", "worker.autoscaling.keda.maxReplicas=1",
+      "worker.autoscaling.keda.minReplicas=2"], "maxReplicas must be at least minReplicas"),
+])
+def test_the_chart_refuses_inconsistent_values(settings, message):
+    result = helm_template(*[a for s in settings for a in ("--set", s)], check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
 
 
 def component_pods(objects: list[dict]) -> dict[str, tuple[dict, dict]]:
@@ -486,7 +587,9 @@ def component_pods(objects: list[dict]) -> dict[str, tuple[dict, dict]]:
     def elsewhere(ns: str) -> dict:
         return {"kubernetes.io/metadata.name": ns}
     pods.update({
-        "ingress-controller": ({"app.kubernetes.io/name": "ingress-nginx"}, elsewhere("ingress-nginx")),
+        "gateway": ({"app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy",
+                     "app.kubernetes.io/managed-by": "envoy-gateway"}, elsewhere("envoy-gateway-system")),
+        "keda-operator": ({"app.kubernetes.io/name": "keda-operator"}, elsewhere("keda")),
         "prometheus": ({"app.kubernetes.io/name": "prometheus"}, elsewhere("monitoring")),
         "kube-dns": ({"k8s-app": "kube-dns"}, elsewhere("kube-system")),
         "stranger": ({"app": "other"}, namespace),  # a pod of another app in the same namespace
@@ -528,26 +631,29 @@ def allowed(policies: list[dict], pods: dict, source: str, target: str, port: in
 
 
 NEEDED_FLOWS = [
-    *[("ingress-controller", s, 8000) for s in ("auth", "reports", "notifier")],
+    *[("gateway", s, 8000) for s in ("auth", "reports", "notifier")],
     ("reports", "auth", 8000), ("notifier", "auth", 8000),
     *[(s, "postgresql", 5432) for s in ("auth", "reports", "worker", "migrations")],
     *[(s, "redis", 6379) for s in SERVICES],
-    *[(s, "minio", 9000) for s in ("reports", "worker", "minio-bucket", "ingress-controller")],
+    *[(s, "s3", 9000) for s in ("reports", "worker", "gateway")],
     *[("prometheus", s, 8000) for s in SERVICES],
     *[("test", s, 8000) for s in SERVICES],
-    *[(s, "kube-dns", 53) for s in (*SERVICES, "migrations", "minio-bucket", "test")],
+    *[(s, "kube-dns", 53) for s in (*SERVICES, "migrations", "test")],
 ]
 DENIED_FLOWS = [
-    ("ingress-controller", "worker", 8000), ("ingress-controller", "postgresql", 5432),
+    ("gateway", "worker", 8000), ("gateway", "postgresql", 5432), ("gateway", "redis", 6379),
+    ("keda-operator", "redis", 6379), ("keda-operator", "postgresql", 5432),
     ("worker", "auth", 8000), ("auth", "reports", 8000), ("notifier", "reports", 8000),
-    ("notifier", "postgresql", 5432), ("auth", "minio", 9000), ("notifier", "minio", 9000),
+    ("notifier", "postgresql", 5432), ("auth", "s3", 9000), ("notifier", "s3", 9000), ("s3", "redis", 6379),
     ("migrations", "redis", 6379), ("stranger", "auth", 8000), ("stranger", "redis", 6379),
     ("auth", "kube-dns", 8000), ("reports", "postgresql", 6379), ("postgresql", "redis", 6379),
 ]
 
 
-def test_network_policies_allow_the_architecture_and_nothing_else(docs):
-    objects = docs["default-values.yaml"]
+@pytest.mark.parametrize("values", ["default-values.yaml", "keda-values.yaml"])
+def test_network_policies_allow_the_architecture_and_nothing_else(docs, values):
+    """keda-values.yaml: KEDA's operator may reach the dev Redis (its queue trigger), and nothing else."""
+    objects = docs[values]
     policies = find(objects, "NetworkPolicy")
     (deny,) = [p for p in policies if p["metadata"]["name"] == f"{RELEASE}-default-deny"]
     assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny["spec"]
@@ -556,7 +662,11 @@ def test_network_policies_allow_the_architecture_and_nothing_else(docs):
         assert _selects(deny["spec"]["podSelector"], pod["metadata"]["labels"]), "default deny covers every pod"
     for source, target, port in NEEDED_FLOWS:
         assert allowed(policies, pods, source, target, port), f"{source} -> {target}:{port} is blocked"
+    keda = values == "keda-values.yaml"
+    assert allowed(policies, pods, "keda-operator", "redis", 6379) == keda
     for source, target, port in DENIED_FLOWS:
+        if keda and (source, target) == ("keda-operator", "redis"):
+            continue
         assert not allowed(policies, pods, source, target, port), f"{source} -> {target}:{port} is open"
 
 
@@ -621,11 +731,27 @@ def test_committed_manifest_holds_no_secret_and_dev_secret_script_provides_its_k
     assert urlsplit(data["REDIS_URL"]).password == data["REDIS_PASSWORD"]
 
 
-def test_kind_config_has_an_ingress_ready_node_with_host_ports():
+def test_kind_config_pins_a_node_that_envoy_gateway_supports():
     config = yaml.safe_load((ROOT / "k8s" / "kind-config.yaml").read_text())
     assert (config["kind"], config["apiVersion"]) == ("Cluster", "kind.x-k8s.io/v1alpha4")
     (node,) = config["nodes"]
     assert node["role"] == "control-plane"
-    (patch,) = [yaml.safe_load(p) for p in node["kubeadmConfigPatches"]]
-    assert patch["nodeRegistration"]["kubeletExtraArgs"]["node-labels"] == "ingress-ready=true"
-    assert {(m["containerPort"], m["hostPort"]) for m in node["extraPortMappings"]} == {(80, 80), (443, 443)}
+    version = re.fullmatch(r"kindest/node:v1\.(\d+)\.\d+@sha256:[0-9a-f]{64}", node["image"])
+    assert version and 33 <= int(version.group(1)) <= 36, "Envoy Gateway v1.9 supports Kubernetes 1.33-1.36"
+    assert f"1.{version.group(1)}" in KUBE_VERSIONS, "the renders are validated for the node's version"
+
+
+def test_envoy_gateway_class_is_the_one_the_chart_names():
+    objects = documents((ROOT / "k8s" / "envoy-gateway.yaml").read_text())
+    (proxy,) = find(objects, "EnvoyProxy")
+    (klass,) = find(objects, "GatewayClass")
+    assert klass["spec"]["controllerName"] == "gateway.envoyproxy.io/gatewayclass-controller"
+    assert klass["spec"]["parametersRef"] == {"group": "gateway.envoyproxy.io", "kind": "EnvoyProxy",
+                                              "name": proxy["metadata"]["name"],
+                                              "namespace": proxy["metadata"]["namespace"]}
+    service = proxy["spec"]["provider"]["kubernetes"]["envoyService"]
+    assert service == {"name": "reportflow-gateway", "type": "ClusterIP"}
+    chart = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert chart["gateway"]["className"] == klass["metadata"]["name"]
+    namespace = chart["networkPolicy"]["gateway"]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    assert namespace == proxy["metadata"]["namespace"], "the proxies run in the controller's namespace"

@@ -165,25 +165,27 @@ def test_every_required_setting_is_set(services, ours):
         load_settings(service, environ=env)  # the start-up check itself, storage rule included
 
 
-def test_storage_is_minio_inside_and_localhost_for_the_browser(services, ours):
-    minio_port = next(p["published"] for p in published(services["minio"]) if p["target"] == 9000)
+def test_storage_is_the_s3_service_inside_and_localhost_for_the_browser(services, ours):
+    s3_port = next(p["published"] for p in published(services["s3"]) if p["target"] == 9000)
     for name, service in ours.items():
         if service not in (REPORTS, WORKER):
             continue
         env = services[name]["environment"]
         assert env["STORAGE_BACKEND"] == "s3", name
-        assert env["S3_ENDPOINT_URL"] == "http://minio:9000", name
+        assert env["S3_ENDPOINT_URL"] == "http://s3:9000", name
         assert env["S3_BUCKET"] and env["S3_ACCESS_KEY_ID"] and env["S3_SECRET_ACCESS_KEY"], name
         if service == REPORTS:  # presigned links are signed for the address the host's browser opens
-            assert env["S3_PUBLIC_ENDPOINT_URL"] == f"http://localhost:{minio_port}"
-    job = services["minio-init"]["environment"]
-    app = services["worker"]["environment"]
-    assert (job["S3_BUCKET"], job["S3_ACCESS_KEY_ID"]) == (app["S3_BUCKET"], app["S3_ACCESS_KEY_ID"])
+            assert env["S3_PUBLIC_ENDPOINT_URL"] == f"http://localhost:{s3_port}"
+    # The S3 server makes the bucket the services use, and their key is its (admin) key.
+    server, app = services["s3"], services["worker"]["environment"]
+    assert f"-bucket={app['S3_BUCKET']}" in server["command"] and "-s3.port=9000" in server["command"]
+    assert (server["environment"]["AWS_ACCESS_KEY_ID"], server["environment"]["AWS_SECRET_ACCESS_KEY"]) == \
+        (app["S3_ACCESS_KEY_ID"], app["S3_SECRET_ACCESS_KEY"])
 
 
 def test_addresses_name_compose_services(services, ours):
     expected = {"DATABASE_URL": ("postgres", 5432), "REDIS_URL": ("redis", 6379), "BROKER_URL": ("redis", 6379),
-                "JWKS_URL": ("auth", 8000), "S3_ENDPOINT_URL": ("minio", 9000)}
+                "JWKS_URL": ("auth", 8000), "S3_ENDPOINT_URL": ("s3", 9000)}
     for name in ours:
         env = services[name].get("environment") or {}
         for var, (host, port) in expected.items():
@@ -238,7 +240,7 @@ def test_long_running_services_have_healthchecks(services, ours):
 
 def test_services_wait_on_healthy_or_completed_dependencies(services, ours):
     jobs = one_shots(services)
-    assert {"migrate", "minio-init"} <= jobs
+    assert jobs == {"migrate"}
     for name, spec in services.items():
         for target, dep in (spec.get("depends_on") or {}).items():
             want = "service_completed_successfully" if target in jobs else "service_healthy"
@@ -253,7 +255,7 @@ def test_services_wait_on_healthy_or_completed_dependencies(services, ours):
         if any(service in v.services for v in VARIABLES if v.name == "DATABASE_URL"):
             assert "migrate" in deps, f"{name} must start after the schema is migrated"
         if service in (REPORTS, WORKER):
-            assert "minio-init" in deps, f"{name} must start after the bucket exists"
+            assert deps.get("s3", {}).get("condition") == "service_healthy", f"{name} must start after S3 (its bucket)"
     ingress = services["nginx"].get("depends_on") or {}
     assert set(nginx_upstream_hosts()) <= set(ingress), "nginx resolves its upstreams at start"
 
@@ -445,7 +447,8 @@ def upstream_of(port: int, path: str, **kwargs) -> str:
 
 @pytest.mark.parametrize("path, owner", [
     ("/v1/auth/login", "auth"), ("/v1/auth/me", "auth"), ("/.well-known/jwks.json", "auth"),
-    ("/socket.io/?EIO=4&transport=polling", "notifier"), ("/", "notifier"), ("/static/demo.js", "notifier"),
+    ("/socket.io/?EIO=4&transport=polling", "notifier"), ("/", "notifier"), ("/static/js/main.js", "notifier"),
+    ("/favicon.ico", "notifier"),
 ])
 def test_ingress_routes_the_contract_paths(ingress, path, owner):
     assert upstream_of(ingress, path).startswith(owner)
@@ -497,3 +500,24 @@ def test_ingress_keeps_a_socketio_session_on_one_notifier(ingress):
     spread = {upstream_of(ingress, "/socket.io/?EIO=4", headers={"Cookie": f"rf_affinity=client{i}"})
               for i in range(20)}
     assert spread == {h for h, u in nginx_upstream_hosts().items() if u == "notifier"}, "all sessions on one"
+
+
+# --- third-party images: one place declares them, compose and the chart use exactly those ----------------
+
+IMAGES = ROOT / "deploy" / "images.yaml"
+
+
+def test_compose_and_chart_use_the_images_deploy_images_yaml_declares(services):
+    declared = yaml.safe_load(IMAGES.read_text())
+    for name, image in declared.items():
+        assert re.fullmatch(r"docker\.io/[a-z0-9._/-]+:[A-Za-z0-9._-]+", image), f"{name}: pin a full reference"
+        assert not image.endswith((":latest", ":stable", ":mainline")), f"{name}: a moving tag"
+    compose_images = {name: spec["image"] for name, spec in services.items() if not IMAGE.fullmatch(spec["image"])}
+    assert compose_images == {"postgres": declared["postgres"], "redis": declared["redis"], "s3": declared["s3"],
+                              "nginx": declared["nginx"], "prometheus": declared["prometheus"],
+                              "grafana": declared["grafana"]}
+    dev = yaml.safe_load((ROOT / "charts" / "reportflow" / "values.yaml").read_text())["dev"]
+    chart = {name: f"{dev[name]['image']['repository']}:{dev[name]['image']['tag']}"
+             for name in ("postgresql", "redis", "s3")}
+    assert chart == {"postgresql": declared["postgres"], "redis": declared["redis"], "s3": declared["s3"]}, \
+        "the chart's dev dependencies run the images compose runs"

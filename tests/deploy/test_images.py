@@ -4,6 +4,7 @@ The images themselves are built elsewhere (podman); these checks catch what woul
 """
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import re
@@ -12,9 +13,12 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from importlib.metadata import PackageNotFoundError, packages_distributions, requires
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("auth", "reports", "worker", "notifier")
@@ -125,23 +129,178 @@ def test_every_stage_uses_the_pinned_base(dockerfile):
     assert froms == [BASE_IMAGE] * len(froms)
 
 
-def test_build_stage_installs_the_service_and_common_with_the_lock(service, dockerfile):
+def pip_installs(stage: list[tuple[str, str]]) -> list[tuple[int, list[str]]]:
+    """(index in the stage, argv) of each `pip install` of a stage (one RUN may chain commands with &&)."""
+    found = []
+    for i, (keyword, args) in enumerate(stage):
+        if keyword == "RUN":
+            for command in args.split("&&"):
+                argv = shlex.split(command)
+                if argv[1:2] == ["install"]:
+                    found.append((i, argv))
+    return found
+
+
+def test_build_stage_installs_dependencies_then_the_code_with_the_lock(service, dockerfile):
+    """Two layers: the dependencies, from the packages' pyproject.toml alone (rebuilt only when one of them or
+    the lock changes), then the code over them with --no-deps (rebuilt on every code change, in seconds)."""
     build, final = stages(dockerfile)[0], stages(dockerfile)[-1]
     runs = [args for keyword, args in build if keyword == "RUN"]
     assert "python3 -m venv /venv" in runs, "create the venv with python3 (official image and stand-in alike)"
-    installs = [shlex.split(args) for args in runs if "pip install" in args]
-    assert installs, "the build stage installs nothing"
-    for argv in installs:
+    installs = pip_installs(build)
+    assert len(installs) == 2, installs
+    for _, argv in installs:
         assert argv[0] == "/venv/bin/pip", argv
-        assert any(argv[i:i + 2] in (["-c", "requirements/constraints.txt"],
-                                     ["--constraint", "requirements/constraints.txt"]) for i in range(len(argv)))
         assert not {"-e", "--editable"} & set(argv), "images get regular installs, not editable ones"
-    packages = {a for argv in installs for a in argv if a.startswith("./")}
-    assert packages == {"./services/common", f"./services/{service}"}
-    copies = {args for keyword, args in build if keyword == "COPY"}
-    assert {"requirements/constraints.txt requirements/constraints.txt", "services/common services/common",
-            f"services/{service} services/{service}"} <= copies
+        assert [a for a in argv if a.startswith("./")] == ["./services/common", f"./services/{service}"]
+    (deps_at, deps), (code_at, code) = installs
+    assert any(deps[i:i + 2] in (["-c", "requirements/constraints.txt"],
+                                 ["--constraint", "requirements/constraints.txt"]) for i in range(len(deps)))
+    assert {"--no-deps", "--force-reinstall"} <= set(code), "the code layer installs the two packages alone"
+    copies = [(i, args) for i, (keyword, args) in enumerate(build) if keyword == "COPY"]
+    before = {args for i, args in copies if i < deps_at}
+    assert before == {"requirements/constraints.txt requirements/constraints.txt",
+                      "services/common/pyproject.toml services/common/pyproject.toml",
+                      f"services/{service}/pyproject.toml services/{service}/pyproject.toml"}, \
+        "only the lock and the two pyproject.toml before the dependency layer"
+    after = {args for i, args in copies if deps_at < i < code_at}
+    assert after == {"services/common services/common", f"services/{service} services/{service}"}
     assert not [args for keyword, args in final if keyword == "RUN"], "the final stage only copies /venv"
+
+
+def test_no_pip_or_setuptools_reaches_the_final_stage(dockerfile):
+    """Nothing installs anything at run time: the build stage removes them from /venv after its last install,
+    and the final stage copies /venv alone."""
+    build = stages(dockerfile)[0]
+    last_install = pip_installs(build)[-1][0]
+    uninstall = [i for i, (keyword, args) in enumerate(build)
+                 if keyword == "RUN" and re.search(r"/venv/bin/pip uninstall --yes .*\bpip setuptools$", args)]
+    assert uninstall and uninstall[-1] >= last_install
+    last_run = max(i for i, (keyword, _) in enumerate(build) if keyword == "RUN")
+    assert uninstall[-1] == last_run, "no pip after it"
+
+
+# --- each image carries only its own service's dependencies ---------------------------------------------
+
+EXTRA = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\s*(\[(?P<extras>[^]]*)\])?")
+
+
+def requirement_closure(names: list[str]) -> set[str]:
+    """Every distribution `pip install` would bring for these requirement strings (extras followed), from the
+    installed packages' metadata."""
+    seen, todo = set(), [Requirement(n) for n in names]
+    while todo:
+        req = todo.pop()
+        key = (canonicalize_name(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            deps = _requires(req.name)
+        except PackageNotFoundError:
+            continue
+        for dep in map(Requirement, deps):
+            extras = req.extras or {""}
+            if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(dep)
+    return {name for name, _ in seen}
+
+
+def _requires(name: str) -> list[str]:
+    """A distribution's requirements; reportflow-common's from its pyproject.toml (the installed metadata of an
+    editable install is as old as the install)."""
+    if canonicalize_name(name) != "reportflow-common":
+        return requires(name) or []
+    project = tomllib.loads((ROOT / "services/common/pyproject.toml").read_text())["project"]
+    return [*project["dependencies"], *(f'{d}; extra == "{extra}"'
+                                        for extra, deps in project["optional-dependencies"].items() for d in deps)]
+
+
+def declared(package: str) -> list[str]:
+    return tomllib.loads((ROOT / "services" / package / "pyproject.toml").read_text())["project"]["dependencies"]
+
+
+def common_modules_imported(service: str) -> set[str]:
+    """reportflow_common's modules the service's code uses, with those they use in turn."""
+    common = ROOT / "services" / "common" / "reportflow_common"
+    found, todo = set(), []
+    for path in (ROOT / "services" / service).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("reportflow_common"):
+                parts = node.module.split(".")[1:]
+                todo += [parts[0]] if parts else [a.name for a in node.names]
+    while todo:
+        name = todo.pop()
+        if name in found or not ((common / f"{name}.py").exists() or (common / name).is_dir()):
+            continue
+        found.add(name)
+        source = common / f"{name}.py" if (common / f"{name}.py").exists() else common / name / "__init__.py"
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                todo += [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+    return found
+
+
+def required_imports(module_path: Path) -> set[str]:
+    """Top-level third-party names a module imports, leaving out those in `try: ... except ImportError`."""
+    tree = ast.parse(module_path.read_text())
+    optional = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError"
+                                             for h in node.handlers):
+            optional |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and not n.startswith("reportflow")}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_image_installs_what_its_code_imports(service):
+    """What `pip install ./services/common ./services/<service>` brings (the image's dependency layer) covers
+    every third-party module the service's code and the reportflow_common modules it uses import: the
+    service names the reportflow-common extras it needs."""
+    installed = requirement_closure(declared(service))
+    providers = packages_distributions()
+    common = ROOT / "services" / "common" / "reportflow_common"
+    sources = [*(ROOT / "services" / service).rglob("*.py")]
+    for name in common_modules_imported(service):
+        sources += [common / f"{name}.py"] if (common / f"{name}.py").exists() else [*(common / name).rglob("*.py")]
+    missing = {}
+    for source in sources:
+        for module in required_imports(source):
+            dists = {canonicalize_name(d) for d in providers.get(module, [module])}
+            if not dists & installed:
+                missing.setdefault(module, []).append(str(source.relative_to(ROOT)))
+    assert not missing, f"{service}'s image would lack: {missing}"
+
+
+# What each image must not carry: the heavy dependencies of the other services.
+NOT_IN = {
+    "auth": {"boto3", "botocore", "celery", "python-socketio", "gevent", "openpyxl", "lxml", "pyyaml"},
+    "notifier": {"sqlalchemy", "psycopg2-binary", "alembic", "boto3", "botocore", "celery", "openpyxl", "lxml",
+                 "argon2-cffi"},
+    "reports": {"gevent", "openpyxl", "lxml", "argon2-cffi", "flask-socketio"},
+    "worker": {"gevent", "argon2-cffi", "flask-socketio", "pyyaml"},
+}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_image_leaves_out_what_other_services_need(service):
+    carried = requirement_closure(declared(service)) & NOT_IN[service]
+    assert not carried, f"{service}'s image would carry {sorted(carried)}"
+
+
+def test_common_keeps_its_heavy_dependencies_in_extras():
+    project = tomllib.loads((ROOT / "services/common/pyproject.toml").read_text())["project"]
+    base = {EXTRA.match(d)["name"].lower() for d in project["dependencies"]}
+    assert not base & {"sqlalchemy", "psycopg2-binary", "alembic", "boto3", "celery", "python-socketio", "pyyaml"}
+    assert set(project["optional-dependencies"]) == {"db", "storage", "events", "queue", "api"}
 
 
 def test_final_stage_copies_the_venv_and_sets_the_runtime_environment(dockerfile):

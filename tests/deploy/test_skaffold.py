@@ -149,14 +149,24 @@ def test_profiles_and_port_forwards_match_the_cluster_and_the_chart(config):
     kind_cluster = yaml.safe_load((ROOT / "k8s" / "kind-config.yaml").read_text())["name"]
     assert profiles["kind"]["activation"] == [{"kubeContext": f"kind-{kind_cluster}"}]
     assert profiles["minikube"]["activation"] == [{"kubeContext": "minikube"}]
+    objects = render_like_skaffold(config)
     services = {d["metadata"]["name"]: {p["port"] for p in d["spec"]["ports"]}
-                for d in render_like_skaffold(config) if d["kind"] == "Service"}
+                for d in objects if d["kind"] == "Service"}
     forwards = config["portForward"]
-    assert {f["resourceName"] for f in forwards} == {f"reportflow-{s}" for s in SERVICES}
-    for forward in forwards:
-        assert forward["resourceType"] == "service" and forward["namespace"] == "reportflow"
+    (gateway,) = [f for f in forwards if f["namespace"] != "reportflow"]
+    own = [f for f in forwards if f is not gateway]
+    assert {f["resourceName"] for f in own} == {f"reportflow-{s}" for s in SERVICES}
+    for forward in own:
+        assert forward["resourceType"] == "service"
         assert forward["port"] in services[forward["resourceName"]]
     assert len({f["localPort"] for f in forwards}) == len(forwards)
-    (ingress_forward,) = [p["value"] for p in profiles["minikube"]["patches"] if p["path"] == "/portForward/-"]
-    target = (ingress_forward["namespace"], ingress_forward["resourceName"])
-    assert target == ("ingress-nginx", "ingress-nginx-controller")
+    # The gateway's proxy: the Service that k8s/envoy-gateway.yaml names, on the Gateway's listener port, to
+    # the local port of the chart's public.url.
+    envoy = next(d for d in yaml.safe_load_all((ROOT / "k8s" / "envoy-gateway.yaml").read_text())
+                 if d["kind"] == "EnvoyProxy")
+    assert (gateway["resourceType"], gateway["namespace"]) == ("service", envoy["metadata"]["namespace"])
+    assert gateway["resourceName"] == envoy["spec"]["provider"]["kubernetes"]["envoyService"]["name"]
+    (gw,) = [d for d in objects if d["kind"] == "Gateway"]
+    assert gateway["port"] == gw["spec"]["listeners"][0]["port"]
+    chart = yaml.safe_load((ROOT / "charts" / "reportflow" / "values.yaml").read_text())
+    assert chart["public"]["url"].endswith(f":{gateway['localPort']}")

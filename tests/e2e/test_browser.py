@@ -1,35 +1,41 @@
-"""The demo page in a real Chromium, through the ingress stand-in built from the chart's Ingress rules.
+"""The web page in a real Chromium, through the ingress stand-in built from the chart's Ingress rules.
 
 Two notifier processes sit behind the stand-in, so a long-polling session works only if the ingress keeps
-it on one of them: with the chart's cookie affinity it does, with plain round-robin it breaks.
+it on one of them: with the chart's cookie affinity it does, with plain round-robin it breaks. The page's
+own flows (sign-up, cancel, offline, accessibility, phones) are in test_web_app.py.
 """
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import openpyxl
 import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
-from support.clients import Api
-from support.ingress import Ingress, chart_routes, render, stack_upstreams
+from support.browser import (
+    ARGS,
+    CHROMIUM,
+    S,
+    new_context,
+    open_page,
+    row,
+    shot,
+    sign_in,
+    start_report,
+    start_site,
+    toast,
+    toasts,
+)
+from support.ingress import Ingress, chart_routes, render
 from support.processes import ServerProcess
-from support.stack import start_notifier, start_reports
 from support.waiting import free_port, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 ROWS, COLUMNS = 20000, 4  # about a second of work: long enough for progress events, short for the suite
-S = 1000  # Playwright timeouts are in ms
 
-# Records every status and progress value each report row of the page shows (the page re-renders rows).
+# Records every status and progress value each report row of the page shows, and the connection states.
 RECORDER = """
 window.__seen = {}; window.__states = [];
 new MutationObserver(() => {
@@ -38,8 +44,8 @@ new MutationObserver(() => {
   for (const tr of document.querySelectorAll("#reports tbody tr")) {
     const s = (window.__seen[tr.dataset.reportId] ||= {statuses: [], progress: []});
     if (!s.statuses.includes(tr.dataset.status)) s.statuses.push(tr.dataset.status);
-    const p = tr.querySelector("progress");
-    if (p && !s.progress.includes(p.value)) s.progress.push(p.value);
+    const p = Number(tr.dataset.progress);
+    if (!s.progress.includes(p)) s.progress.push(p);
   }
 }).observe(document, {subtree: true, childList: true, attributes: true});
 """
@@ -47,34 +53,10 @@ new MutationObserver(() => {
 
 @pytest.fixture(scope="module")
 def site(stack):
-    """Notifiers that accept the stand-ins' origins, reports signing download links for the sticky one's
-    origin (as the chart's dev install), and two stand-ins: the chart's rules, and the same without affinity."""
-    sticky_port, plain_port = free_port(), free_port()
-    origins = [f"http://127.0.0.1:{p}" for p in (sticky_port, plain_port)]
-    jwks = stack.auth_url + "/.well-known/jwks.json"
-    started: list = []
-    try:
-        for _ in range(2):
-            started.append(start_notifier(stack.infra, jwks, SOCKETIO_ALLOWED_ORIGINS=",".join(origins)))
-        reports = start_reports(stack.infra, jwks, S3_PUBLIC_ENDPOINT_URL=origins[0])
-        started.append(reports)
-        upstreams = stack_upstreams(stack, notifiers=started[:2], reports=reports)
-        sticky = Ingress(stack.infra.workdir, upstreams, affinity=True, port=sticky_port)
-        started.append(sticky)
-        sticky.start()
-        plain = Ingress(stack.infra.workdir, upstreams, affinity=False, port=plain_port)
-        started.append(plain)
-        plain.start()
-        yield Site(sticky, plain, started[:2])
-    finally:
-        for process in reversed(started):
-            process.stop()
-
-
-class Site:
-    def __init__(self, sticky: Ingress, plain: Ingress, notifiers: list[ServerProcess]):
-        self.sticky, self.plain, self.notifiers = sticky, plain, notifiers
-        self.api = Api(sticky.url, sticky.url)  # users register and log in through the ingress too
+    """The sticky stand-in (the chart's rules) and the same without affinity, on one set of services."""
+    with start_site(stack, affinities=(True, False)) as s:
+        s.sticky, s.plain = s.ingresses
+        yield s
 
 
 @pytest.fixture(scope="module")
@@ -85,53 +67,15 @@ def browser():
         b.close()
 
 
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    print(f"screenshot: {path}", file=sys.stderr)
-
-
-def open_page(browser, url: str, user, transports: list[str] | None, online: bool = True, on_response=None):
-    """A fresh browser profile on the demo page, logged in as `user` through the page's form."""
-    context = browser.new_context(accept_downloads=True)
-    if transports:
-        context.add_init_script(f"window.REPORTFLOW_TRANSPORTS = {json.dumps(transports)};")
+def signed_in(browser, url: str, user, transports: list[str] | None, online: bool = True, on_response=None):
+    """A fresh browser profile on the page, signed in as `user` through the page's form."""
+    context = new_context(browser, transports=transports)
     context.add_init_script(RECORDER)
-    page = context.new_page()
     if on_response:
-        page.on("response", on_response)
-    page.goto(url + "/")
-    page.fill("#email", user.email)
-    page.fill("#password", user.password)
-    page.click("#login-button")
-    expect(page.locator("#who")).to_have_text(user.email, timeout=10 * S)
-    if online:
-        expect(page.locator("#socket-state")).to_have_attribute("data-state", "online", timeout=10 * S)
+        context.on("response", on_response)
+    page = open_page(context, url)
+    sign_in(page, user.email, user.password, online=online)
     return page
-
-
-def start_report(page, rows: int = ROWS, columns: int = COLUMNS) -> str:
-    before = set(page.locator("#reports tbody tr").evaluate_all("trs => trs.map(t => t.dataset.reportId)"))
-    page.fill("#rows", str(rows))
-    page.fill("#columns", str(columns))
-    page.click("#create-button")
-    wait_until(lambda: set(_row_ids(page)) - before, 10, "the new report's row")
-    (new,) = set(_row_ids(page)) - before
-    return new
-
-
-def _row_ids(page) -> list[str]:
-    return page.locator("#reports tbody tr").evaluate_all("trs => trs.map(t => t.dataset.reportId)")
-
-
-def succeeded(page, report_id: str):
-    return page.locator(f"li[data-event='report.succeeded'][data-report-id='{report_id}']")
-
-
-def notifications(page) -> list[tuple[str, str]]:
-    pairs = page.locator("#notifications li").evaluate_all("lis => lis.map(l => [l.dataset.event, l.dataset.reportId])")
-    return [tuple(p) for p in pairs]
 
 
 def sessions(log: list[str]) -> dict[str, set[str]]:
@@ -234,36 +178,39 @@ def test_stack_behind_the_stand_in_answers_on_one_origin(ingress, start_ingress)
         assert requests.get(base + "/.well-known/jwks.json", timeout=5).json()["keys"]
         assert requests.get(base + "/v1/reports", timeout=5).status_code == 401
         assert "socket-state" in requests.get(base + "/", timeout=5).text
+        icon = requests.get(base + "/favicon.ico", timeout=5)
+        assert icon.status_code == 200 and icon.content[:4] == b"\x00\x00\x01\x00"
         handshake = requests.get(base + "/socket.io/?EIO=4&transport=polling", timeout=5)
         assert handshake.status_code == 200 and '"sid"' in handshake.text
         assert ("rfsid" in handshake.cookies) == (base == ingress.url)
 
 
-# --- the demo page ---
+# --- the page through the stand-in ---
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
 def test_two_users_see_progress_and_only_their_own_report_and_download_it(browser, site, transports, tmp_path):
     users = [site.api.new_user(), site.api.new_user()]
     mark = len(site.sticky.access_log())
-    pages = [open_page(browser, site.sticky.url, u, transports) for u in users]
-    ids = [start_report(page) for page in pages]
+    pages = [signed_in(browser, site.sticky.url, u, transports) for u in users]
+    ids = [start_report(page, ROWS, COLUMNS) for page in pages]
     for page, own in zip(pages, ids, strict=True):
-        expect(succeeded(page, own)).to_have_count(1, timeout=30 * S)
+        expect(toast(page, "report.succeeded", own)).to_have_count(1, timeout=30 * S)
     for page, own, other in zip(pages, ids, reversed(ids), strict=True):
-        assert set(notifications(page)) == {("report.succeeded", own)}, notifications(page)
+        assert toasts(page) == [("report.succeeded", own)], toasts(page)
         seen = page.evaluate("window.__seen")
-        assert other not in seen
-        assert "running" in seen[own]["statuses"] and any(0 < p < 1 for p in seen[own]["progress"]), seen[own]
-        expect(page.locator(f"tr[data-report-id='{own}']")).to_have_attribute("data-status", "succeeded")
+        assert other not in seen and row(page, other).count() == 0
+        assert "running" in seen[own]["statuses"] and any(0 < p < 100 for p in seen[own]["progress"]), seen[own]
+        expect(row(page, own)).to_have_attribute("data-status", "succeeded")
+        assert page.errors == []
     kind = transports[0]
     for i, page in enumerate(pages):
         shot(page, f"two-users-{kind}-{i + 1}")
         with page.expect_download(timeout=15 * S) as download:
-            page.click(f"tr[data-report-id='{ids[i]}'] button.download")
+            row(page, ids[i]).locator("button.download").click()
         assert download.value.suggested_filename == f"demo-{ids[i]}.xlsx"
         download.value.save_as(saved := tmp_path / download.value.suggested_filename)
-        rows = list(openpyxl.load_workbook(saved, read_only=True).active.iter_rows(values_only=True))
-        assert len(rows) == ROWS + 2 and len(rows[0]) == COLUMNS  # header, the rows, totals
+        sheet = list(openpyxl.load_workbook(saved, read_only=True).active.iter_rows(values_only=True))
+        assert len(sheet) == ROWS + 2 and len(sheet[0]) == COLUMNS  # header, the rows, totals
     for page in pages:
         page.context.close()
     # The transport really was the one forced (nginx logs a WebSocket when it closes), and every
@@ -281,14 +228,14 @@ def test_polling_without_affinity_cannot_connect(browser, site):
     reaches the other notifier, which answers 400 (unknown session): the page never gets online."""
     user = site.api.new_user()
     socket_responses = []
-    page = open_page(browser, site.plain.url, user, ["polling"], online=False,
+    page = signed_in(browser, site.plain.url, user, ["polling"], online=False,
                      on_response=lambda r: "/socket.io/" in r.url and socket_responses.append(r))
 
     def failed_sids() -> set[str]:
         page.evaluate("0")  # sync Playwright hands over the events received meanwhile only inside a call
         return {re.search(r"sid=([^&]+)", r.url).group(1) for r in socket_responses if r.status == 400}
     wait_until(lambda: len(failed_sids()) >= 2, 15, "two polling sessions refused (the page retries)")
-    # Socket.IO reports a session closed before its connect as a disconnect: the page says offline.
+    # Socket.IO reports a session closed before its connect as a disconnect: the page never says online.
     assert "online" not in page.evaluate("window.__states")
     expect(page.locator("#socket-state")).not_to_have_attribute("data-state", "online")
     # Each handshake worked (the origin is allowed); what failed is the session's next request, sent to
@@ -299,39 +246,4 @@ def test_polling_without_affinity_cannot_connect(browser, site):
     handshakes = [r for r in socket_responses if "sid=" not in r.url]
     assert len(handshakes) >= 2 and all(r.status == 200 and '"sid"' in r.text() for r in handshakes)
     shot(page, "polling-without-affinity")
-    page.context.close()
-
-
-def test_page_reconnects_with_last_seq_and_shows_what_it_missed_once(browser, site):
-    user = site.api.new_user()
-    page = open_page(browser, site.sticky.url, user, None)  # the page's own transports
-    toggle, state = page.locator("#socket-toggle"), page.locator("#socket-state")
-    early = start_report(page, rows=50)  # seen live: gives the page a last_seq
-    expect(succeeded(page, early)).to_have_count(1, timeout=30 * S)
-
-    toggle.click()
-    expect(state).to_have_attribute("data-state", "offline", timeout=5 * S)
-    expect(toggle).to_have_text("Go online")
-    missed = user.create({"rows": 50, "columns": 2, "seed": 3})["id"]
-    user.wait_status(missed, ("succeeded",), 30)
-    assert succeeded(page, missed).count() == 0  # it finished while the page was offline
-    shot(page, "reconnect-offline")
-
-    toggle.click()
-    expect(state).to_have_attribute("data-state", "online", timeout=10 * S)
-    expect(succeeded(page, missed)).to_have_count(1, timeout=10 * S)
-    # Once more offline and online, then a live event: everything replayed before it has arrived by then.
-    toggle.click()
-    expect(state).to_have_attribute("data-state", "offline", timeout=5 * S)
-    toggle.click()
-    expect(state).to_have_attribute("data-state", "online", timeout=10 * S)
-    live = user.create({"rows": 50, "columns": 2, "seed": 4})["id"]
-    expect(succeeded(page, live)).to_have_count(1, timeout=30 * S)
-    assert notifications(page) == [("report.succeeded", r) for r in (live, missed, early)]
-    # Reports the page first heard of by an event are shown with their details from the API.
-    for report_id in (missed, live):
-        row = page.locator(f"tr[data-report-id='{report_id}']")
-        expect(row).to_have_attribute("data-status", "succeeded")
-        expect(row.locator("td").nth(1)).to_have_text("demo", timeout=5 * S)
-    shot(page, "reconnect-online")
     page.context.close()

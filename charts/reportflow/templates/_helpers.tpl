@@ -52,11 +52,25 @@ app.kubernetes.io/component: {{ . }}
       {{- include "reportflow.selectorLabels" . | nindent 6 }}
 {{- end }}
 
+{{/* Components that run under a ServiceAccount of their own (the dev ones only with dev.enabled). */}}
+{{- define "reportflow.serviceAccountComponents" -}}
+{{- $components := list "auth" "reports" "worker" "notifier" }}
+{{- if .Values.dev.enabled }}
+{{- $components = concat $components (list "postgresql" "redis" "s3") }}
+{{- end }}
+{{- toJson $components }}
+{{- end }}
+
+{{/* A component's ServiceAccount: <component>.serviceAccount.name, else <fullname>-<component> (or "default"
+     when the chart creates none). (dict "root" $ "component" "auth") */}}
 {{- define "reportflow.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create }}
-{{- default (include "reportflow.fullname" .) .Values.serviceAccount.name }}
-{{- else }}
-{{- default "default" .Values.serviceAccount.name }}
+{{- $own := (index .root.Values .component | default dict).serviceAccount | default dict }}
+{{- if $own.name }}
+{{- $own.name }}
+{{- else if .root.Values.serviceAccount.create }}
+{{- include "reportflow.componentName" . }}
+{{- else -}}
+default
 {{- end }}
 {{- end }}
 
@@ -105,15 +119,46 @@ http://{{ include "reportflow.componentName" (dict "root" . "component" "auth") 
 {{- if .Values.storage.endpointUrl -}}
 {{ .Values.storage.endpointUrl }}
 {{- else if .Values.dev.enabled -}}
-http://{{ include "reportflow.componentName" (dict "root" . "component" "minio") }}:{{ .Values.dev.minio.port | int }}
+http://{{ include "reportflow.componentName" (dict "root" . "component" "s3") }}:{{ .Values.dev.s3.port | int }}
+{{- end -}}
+{{- end }}
+
+{{/* Whether the dev S3's bucket path is routed on the public host (by the gateway or the Ingress). */}}
+{{- define "reportflow.storagePublished" -}}
+{{- if and .Values.dev.enabled .Values.dev.s3.publish (or .Values.gateway.enabled .Values.ingress.enabled) -}}
+true
 {{- end -}}
 {{- end }}
 
 {{- define "reportflow.s3PublicEndpointUrl" -}}
 {{- if .Values.storage.publicEndpointUrl -}}
 {{ .Values.storage.publicEndpointUrl }}
-{{- else if and .Values.dev.enabled .Values.dev.minio.publishOnIngress .Values.ingress.enabled -}}
-{{ .Values.ingress.publicUrl }}
+{{- else if include "reportflow.storagePublished" . -}}
+{{ .Values.public.url }}
+{{- end -}}
+{{- end }}
+
+{{/*
+The public paths, one list for the Gateway API routes and for the Ingress: (list path pathType component).
+Groups: api (auth, reports), socket (Socket.IO: long-lived, sticky), page (the demo page), storage (the dev S3).
+*/}}
+{{- define "reportflow.publicPaths" -}}
+{{- $paths := dict
+  "api" (list
+    (list "/v1/auth" "Prefix" "auth")
+    (list "/.well-known/jwks.json" "Exact" "auth")
+    (list "/v1/reports" "Prefix" "reports")
+    (list "/v1/openapi.json" "Exact" "reports"))
+  "socket" (list (list "/socket.io" "Prefix" "notifier"))
+  "page" (list (list "/static" "Prefix" "notifier") (list "/favicon.ico" "Exact" "notifier") (list "/" "Exact" "notifier"))
+  "storage" (list (list (printf "/%s" .Values.storage.bucket) "Prefix" "s3")) }}
+{{- toJson $paths }}
+{{- end }}
+
+{{/* The notifier accepts WebSocket connections only: nothing needs to be sticky. */}}
+{{- define "reportflow.websocketOnly" -}}
+{{- if eq (.Values.notifier.transports | join ",") "websocket" -}}
+true
 {{- end -}}
 {{- end }}
 
@@ -169,9 +214,29 @@ http://{{ include "reportflow.componentName" (dict "root" . "component" "minio")
     sizeLimit: {{ . }}
 {{- end }}
 
+{{/* The pod spec's common part: (dict "root" $ "component" "auth"). */}}
 {{- define "reportflow.podSpecCommon" -}}
 serviceAccountName: {{ include "reportflow.serviceAccountName" . }}
-{{ include "reportflow.hookPodSpec" . }}
+{{ include "reportflow.hookPodSpec" .root }}
+{{- end }}
+
+{{/* Soft spread over nodes and zones for a component's pods, unless it sets its own constraints. */}}
+{{- define "reportflow.topologySpread" -}}
+{{- $c := index .root.Values .component -}}
+{{- $ts := .root.Values.topologySpread -}}
+{{- if $c.topologySpreadConstraints -}}
+{{ toYaml $c.topologySpreadConstraints }}
+{{- else if $ts.enabled -}}
+{{- range $key := $ts.topologyKeys }}
+- maxSkew: {{ $ts.maxSkew | int }}
+  topologyKey: {{ $key }}
+  whenUnsatisfiable: {{ $ts.whenUnsatisfiable }}
+  labelSelector:
+    matchLabels:
+      {{- include "reportflow.selectorLabels" $ | nindent 6 }}
+  matchLabelKeys: [pod-template-hash]  # this rollout's pods only
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Hook pods run before the release's ServiceAccount exists, so they keep the namespace's default one. */}}
@@ -202,7 +267,7 @@ imagePullSecrets:
 {{/* Egress to PostgreSQL, Redis or S3: the dev pods, or the external addresses. (dict "root" $ "dep" "redis") */}}
 {{- define "reportflow.egress.dependency" -}}
 {{- $v := .root.Values -}}
-{{- $devComponent := dict "postgresql" "postgresql" "redis" "redis" "s3" "minio" -}}
+{{- $devComponent := dict "postgresql" "postgresql" "redis" "redis" "s3" "s3" -}}
 {{- if $v.dev.enabled }}
 {{- $component := get $devComponent .dep }}
 - to:
@@ -228,21 +293,21 @@ imagePullSecrets:
     - {protocol: TCP, port: {{ .root.Values.http.port | int }}}
 {{- end }}
 
-{{/* Ingress from the ingress controller, from Prometheus. */}}
-{{- define "reportflow.from.ingressController" -}}
-{{- $ic := .Values.networkPolicy.ingressController -}}
+{{/* A NetworkPolicyPeer of pods elsewhere: a peerSelectors value {namespaceSelector, podSelector}. */}}
+{{- define "reportflow.from.selectors" -}}
 - namespaceSelector:
-    {{- toYaml $ic.namespaceSelector | nindent 4 }}
+    {{- toYaml .namespaceSelector | nindent 4 }}
   podSelector:
-    {{- toYaml $ic.podSelector | nindent 4 }}
+    {{- toYaml .podSelector | nindent 4 }}
+{{- end }}
+
+{{/* Ingress from the gateway's proxies (or the ingress controller), from Prometheus. */}}
+{{- define "reportflow.from.gateway" -}}
+{{ include "reportflow.from.selectors" .Values.networkPolicy.gateway }}
 {{- end }}
 
 {{- define "reportflow.from.prometheus" -}}
-{{- $p := .Values.networkPolicy.prometheus -}}
-- namespaceSelector:
-    {{- toYaml $p.namespaceSelector | nindent 4 }}
-  podSelector:
-    {{- toYaml $p.podSelector | nindent 4 }}
+{{ include "reportflow.from.selectors" .Values.networkPolicy.prometheus }}
 {{- end }}
 
 {{/* YAML list items from a list of rendered fragments, one after another without blank lines. */}}
@@ -252,4 +317,18 @@ imagePullSecrets:
 {{- $items = append $items (trim .) }}
 {{- end }}
 {{- join "\n" $items }}
+{{- end }}
+
+{{/* checksum/secret of the pods: of the values the chart's Secret is made from (not of generated values, so
+     that two renders agree), or of existingSecret's name. A Secret changed outside helm needs a
+     `kubectl rollout restart`. */}}
+{{- define "reportflow.secretChecksum" -}}
+{{- $d := .Values.dev -}}
+{{- $inputs := dict "secrets" .Values.secrets "name" (include "reportflow.secretName" .) "dev" $d.enabled -}}
+{{- if $d.enabled -}}
+{{- $_ := set $inputs "postgresql" (pick $d.postgresql "username" "database" "password" "port") -}}
+{{- $_ := set $inputs "redis" (pick $d.redis "password" "port") -}}
+{{- $_ := set $inputs "s3" (pick $d.s3 "accessKeyId") -}}
+{{- end -}}
+{{- toJson $inputs | sha256sum -}}
 {{- end }}

@@ -6,7 +6,16 @@ component's folder includes them with (dict "root" $ "component" "<name>") and a
 {{- define "reportflow.deployment" -}}
 {{- $v := .root.Values -}}
 {{- $c := index $v .component -}}
-{{- $scaled := and (hasKey $c "autoscaling") $c.autoscaling.enabled -}}
+{{- $as := $c.autoscaling | default dict -}}
+{{- $scaled := or $as.enabled ($as.keda | default dict).enabled -}}
+{{- $env := include "reportflow.containerEnv" . -}}
+{{- $grace := add $v.shutdown.preStopSleepSeconds $c.gracefulTimeoutSeconds $v.shutdown.paddingSeconds -}}
+{{- if $c.terminationGracePeriodSeconds -}}
+{{- if lt (int $c.terminationGracePeriodSeconds) (int (add $v.shutdown.preStopSleepSeconds $c.gracefulTimeoutSeconds)) -}}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) is shorter than shutdown.preStopSleepSeconds + %s.gracefulTimeoutSeconds" .component (int $c.terminationGracePeriodSeconds) .component) -}}
+{{- end -}}
+{{- $grace = $c.terminationGracePeriodSeconds -}}
+{{- end -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -25,8 +34,10 @@ spec:
     metadata:
       labels:
         {{- include "reportflow.labels" . | nindent 8 }}
-      {{- if or $v.metrics.scrapeAnnotations $c.podAnnotations }}
       annotations:
+        # A change of the settings or of the values the Secret is made from rolls the pods.
+        checksum/config: {{ $env | sha256sum }}
+        checksum/secret: {{ include "reportflow.secretChecksum" .root }}
         {{- if $v.metrics.scrapeAnnotations }}
         prometheus.io/scrape: "true"
         prometheus.io/port: {{ $v.http.port | int | quote }}
@@ -35,10 +46,9 @@ spec:
         {{- with $c.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
-      {{- end }}
     spec:
-      {{- include "reportflow.podSpecCommon" .root | nindent 6 }}
-      terminationGracePeriodSeconds: {{ add $v.shutdown.preStopSleepSeconds $c.gracefulTimeoutSeconds $v.shutdown.paddingSeconds }}
+      {{- include "reportflow.podSpecCommon" . | nindent 6 }}
+      terminationGracePeriodSeconds: {{ $grace | int }}
       containers:
         - name: {{ .component }}
           image: {{ include "reportflow.image" (dict "root" .root "image" $c.image) | quote }}
@@ -50,11 +60,7 @@ spec:
               containerPort: {{ $v.http.port | int }}
               protocol: TCP
           env:
-            {{- include "reportflow.commonEnv" . | nindent 12 }}
-            {{- include (printf "reportflow.env.%s" .component) .root | nindent 12 }}
-            {{- with $c.env }}
-            {{- include "reportflow.extraEnv" . | trim | nindent 12 }}
-            {{- end }}
+            {{- $env | nindent 12 }}
           startupProbe:
             {{- toYaml $v.probes.startup | nindent 12 }}
           livenessProbe:
@@ -89,10 +95,20 @@ spec:
       affinity:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      {{- with $c.topologySpreadConstraints }}
+      {{- with include "reportflow.topologySpread" . }}
       topologySpreadConstraints:
-        {{- toYaml . | nindent 8 }}
+        {{- . | nindent 8 }}
       {{- end }}
+{{- end }}
+
+{{/* Every environment entry of a service's container: shared, its own, its env values. */}}
+{{- define "reportflow.containerEnv" -}}
+{{- $c := index .root.Values .component -}}
+{{ include "reportflow.commonEnv" . }}
+{{ include (printf "reportflow.env.%s" .component) .root }}
+{{- with $c.env }}
+{{ include "reportflow.extraEnv" . | trim }}
+{{- end }}
 {{- end }}
 
 {{- define "reportflow.service" -}}
@@ -136,6 +152,7 @@ spec:
 {{- end }}
 {{- end }}
 
+{{/* A CPU HorizontalPodAutoscaler (reports, notifier; the worker scales on its queue: worker/keda.yaml). */}}
 {{- define "reportflow.hpa" -}}
 {{- $as := (index .root.Values .component).autoscaling -}}
 {{- if $as.enabled }}

@@ -51,13 +51,14 @@ class AuthContext:
 def create_app(settings: Settings) -> Flask:
     from .routes import bp
 
-    key = load_signing_key(settings.jwt_private_key)
+    key = load_signing_key(settings.jwt_private_key, settings.jwt_previous_public_keys)
     engine = make_engine(settings.database_url)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     app = Flask("reportflow_auth")
     app.extensions["reportflow"] = AuthContext(settings, key, engine, make_session_factory(engine), redis,
                                                auth_metrics(), Throttle(settings.redis_url, redis))
     init_web(app, "auth", {"postgres": lambda: ping(engine), "redis": redis.ping}, settings.trusted_proxy_hops)
-    init_jwt(app, redis, settings.jwt_issuer, private_key_pem=key.private_pem, public_key=key.public_key)
+    init_jwt(app, redis, settings.jwt_issuer, private_key_pem=key.private_pem, public_key=key.public_key,
+             key_for=key.public_key_for)
     app.register_blueprint(bp)
     return app

@@ -5,7 +5,7 @@ from reportflow_common.settings import AUTH
 
 def _check_key(settings) -> None:
     from .keys import load_signing_key
-    load_signing_key(settings.jwt_private_key)
+    load_signing_key(settings.jwt_private_key, settings.jwt_previous_public_keys)
 
 
 def main() -> None:

@@ -105,6 +105,6 @@ def me():
 
 @bp.get("/.well-known/jwks.json")
 def jwks():
-    resp = jsonify({"keys": [_ctx().key.jwk]})
+    resp = jsonify(_ctx().key.jwks())
     resp.headers["Cache-Control"] = "public, max-age=300"
     return resp

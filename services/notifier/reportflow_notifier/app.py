@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from datetime import UTC, datetime
 
-from flask import Flask, request, send_from_directory
+from flask import Flask, request
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 from prometheus_client import Counter, Gauge, Histogram
 from redis import Redis
@@ -23,10 +22,10 @@ from reportflow_common.tokens import JwksKeys, init_jwt, verify_access_token
 from reportflow_common.web import init_web
 
 from .delivery import DeliveryGate, SequencedRedisManager
+from .page import page_blueprint
 from .polling_guard import guard_polling
 
 log = logging.getLogger(__name__)
-STATIC = os.path.join(os.path.dirname(__file__), "static")
 
 
 class NotifierMetrics:
@@ -100,20 +99,14 @@ def create_app(settings: Settings) -> Flask:
 
     app = Flask("reportflow_notifier", static_folder=None)
     socketio = SocketIO(app, client_manager=manager, async_mode="gevent",
-                        cors_allowed_origins=settings.allowed_origins or None,
+                        cors_allowed_origins=settings.allowed_origins or None, transports=settings.transports,
                         ping_interval=20, ping_timeout=20, max_http_buffer_size=16 * 1024)
     guard_polling(app, socketio)  # every /socket.io request answered in bounded time (see polling_guard)
     init_web(app, "notifier", {"redis": redis.ping}, settings.trusted_proxy_hops)  # wraps Socket.IO's middleware too
     init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)
     app.extensions["reportflow"] = socketio
 
-    @app.get("/")
-    def demo_page():
-        return send_from_directory(STATIC, "index.html")
-
-    @app.get("/static/<path:name>")
-    def demo_static(name: str):
-        return send_from_directory(STATIC, name)
+    app.register_blueprint(page_blueprint(settings))  # the web page: /, /static/*, /favicon.ico
 
     @socketio.on("connect")
     def connect(auth=None):

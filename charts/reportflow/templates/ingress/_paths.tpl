@@ -1,24 +1,27 @@
-{{/* One Ingress rule on the chart's host: (dict "root" $ "paths" (list (list "/v1/auth" "auth" "http") ...));
-     a path's optional fourth element is its pathType (default Prefix). */}}
+{{/* One Ingress rule on the public host: (dict "root" $ "paths" (list (list "/v1/auth" "Prefix" "auth") ...)),
+     the entries of reportflow.publicPaths; the backend is the component's Service, port "http" (the dev S3: "s3"). */}}
 {{- define "reportflow.ingressSpec" -}}
 {{- $v := .root.Values -}}
-ingressClassName: {{ $v.ingress.className }}
-{{- if $v.ingress.tls.enabled }}
+{{- with $v.ingress.className }}
+ingressClassName: {{ . }}
+{{- end }}
+{{- if $v.public.tls.enabled }}
 tls:
-  - hosts: [{{ $v.ingress.host | quote }}]
-    secretName: {{ required "ingress.tls.secretName is required when ingress.tls.enabled" $v.ingress.tls.secretName }}
+  - hosts: [{{ $v.public.host | quote }}]
+    secretName: {{ required "public.tls.secretName is required when public.tls.enabled" $v.public.tls.secretName }}
 {{- end }}
 rules:
-  - host: {{ $v.ingress.host | quote }}
+  - host: {{ $v.public.host | quote }}
     http:
       paths:
         {{- range .paths }}
+        {{- $component := index . 2 }}
         - path: {{ index . 0 }}
-          pathType: {{ if gt (len .) 3 }}{{ index . 3 }}{{ else }}Prefix{{ end }}
+          pathType: {{ index . 1 }}
           backend:
             service:
-              name: {{ include "reportflow.componentName" (dict "root" $.root "component" (index . 1)) }}
+              name: {{ include "reportflow.componentName" (dict "root" $.root "component" $component) }}
               port:
-                name: {{ index . 2 }}
+                name: {{ ternary "s3" "http" (eq $component "s3") }}
         {{- end }}
 {{- end }}

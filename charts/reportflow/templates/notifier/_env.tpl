@@ -6,7 +6,9 @@
 - name: TRUSTED_PROXY_HOPS
   value: {{ .Values.config.trustedProxyHops | int | quote }}
 - name: SOCKETIO_ALLOWED_ORIGINS
-  value: {{ .Values.notifier.allowedOrigins | default (list .Values.ingress.publicUrl) | join "," | quote }}
+  value: {{ .Values.notifier.allowedOrigins | default (list .Values.public.url) | join "," | quote }}
+- name: SOCKETIO_TRANSPORTS
+  value: {{ .Values.notifier.transports | join "," | quote }}
 - name: EVENT_HISTORY_MAX
   value: {{ .Values.config.eventHistoryMax | int | quote }}
 - name: EVENT_HISTORY_TTL_SECONDS

@@ -1,0 +1,128 @@
+// The Socket.IO connection: one per signed-in page, on the page's own origin, recovering by itself.
+//
+// - socketAuth() is the one place that builds the connect `auth` ({token, last_seq}); it runs on every
+//   (re)connect, so a reconnect carries the current token and the last seq handled, and the server
+//   replays what was missed.
+// - onResync({initial}) is called whenever the page cannot rely on replay (the first connect, a reconnect
+//   before any event gave a seq, a gap in seq) and must reload its list over HTTP.
+// - tokensChanged(token) is where a fresh access token reaches the open socket.
+import { EVENTS } from "./model.js";
+
+const WATCHDOG_MS = 5000; // how often a connection that is down and not retrying is started again
+const UNAVAILABLE_RETRY_MS = 3000;
+
+export class Live {
+  /**
+   * session: the Session (its `access` token, its refresh());
+   * onEvent(name, payload, replayed): a report event, in seq order, each once;
+   * onState(state): "connecting" | "online" | "offline";
+   * onResync({initial}): reload the reports over HTTP (initial: this is the first connection).
+   */
+  constructor({ session, onEvent, onState, onResync, transports }) {
+    Object.assign(this, { session, onEvent, onState, onResync });
+    this.transports = transports || ["websocket", "polling"];
+    this.socket = null;
+    this.lastSeq = null; // null: nothing handled on this page yet, so nothing to replay from
+    this.watchdog = null;
+    this.state = null;
+    this.connections = 0;
+    this.onBrowserOffline = () => this.browserOffline();
+    this.onBrowserOnline = () => this.reconnectNow();
+  }
+
+  socketAuth() {
+    const auth = { token: this.session.access };
+    if (this.lastSeq !== null) auth.last_seq = this.lastSeq;
+    return auth;
+  }
+
+  start() {
+    this.stop();
+    this.setState("connecting");
+    const socket = window.io({ auth: (cb) => cb(this.socketAuth()), transports: this.transports,
+                               reconnectionDelayMax: 5000 });
+    this.socket = socket;
+    socket.on("connect", () => {
+      this.setState("online");
+      // Replay covers a reconnect that knows where it was; without a seq, only HTTP knows what happened.
+      this.connections += 1;
+      if (this.lastSeq === null) this.onResync({ initial: this.connections === 1 });
+    });
+    socket.on("disconnect", () => this.setState(navigator.onLine === false ? "offline" : "connecting"));
+    socket.on("connect_error", (err) => this.refused(err));
+    for (const name of EVENTS) socket.on(name, (payload) => this.received(name, payload));
+    window.addEventListener("offline", this.onBrowserOffline);
+    window.addEventListener("online", this.onBrowserOnline);
+    this.watchdog = setInterval(() => this.keepAlive(), WATCHDOG_MS);
+  }
+
+  stop() {
+    clearInterval(this.watchdog);
+    window.removeEventListener("offline", this.onBrowserOffline);
+    window.removeEventListener("online", this.onBrowserOnline);
+    if (this.socket) {
+      this.socket.removeAllListeners();
+      this.socket.disconnect();
+    }
+    this.socket = null;
+    this.lastSeq = null;
+  }
+
+  received(name, payload) {
+    if (typeof payload.seq !== "number") return;
+    if (this.lastSeq !== null && payload.seq <= this.lastSeq) return; // already handled (the server does not resend)
+    const gap = this.lastSeq !== null && payload.seq > this.lastSeq + 1;
+    this.lastSeq = payload.seq;
+    this.onEvent(name, payload);
+    if (gap) this.onResync({ initial: false }); // the server's history no longer holds what came in between
+  }
+
+  async refused(err) {
+    const code = err && err.data && err.data.code;
+    if (this.socket && this.socket.active) {
+      this.setState(navigator.onLine === false ? "offline" : "connecting"); // Socket.IO retries by itself
+      return;
+    }
+    // Refused by the server: Socket.IO does not retry; we do, with a fresh token if that was the reason.
+    this.setState("offline");
+    if (code === "unauthorized") {
+      if (await this.session.refresh()) this.connectAgain();
+    } else {
+      setTimeout(() => this.connectAgain(), UNAVAILABLE_RETRY_MS);
+    }
+  }
+
+  connectAgain() {
+    if (this.socket && !this.socket.connected && this.session.active) {
+      this.setState("connecting");
+      this.socket.connect();
+    }
+  }
+
+  /** The browser says the network is gone: say so now rather than after the heartbeat times out. */
+  browserOffline() {
+    this.setState("offline");
+    if (this.socket) this.socket.disconnect(); // the watchdog or the "online" event starts it again
+  }
+
+  /** The network is back: connect at once instead of waiting for the back-off. */
+  reconnectNow() {
+    if (!this.socket || this.socket.connected) return;
+    this.socket.disconnect();
+    this.connectAgain();
+  }
+
+  keepAlive() {
+    if (this.socket && !this.socket.connected && !this.socket.active && navigator.onLine !== false) this.connectAgain();
+  }
+
+  tokensChanged(_token) {
+    // A connected socket keeps its connection; the next (re)connect sends the new token via socketAuth().
+  }
+
+  setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    this.onState(state);
+  }
+}
