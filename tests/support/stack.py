@@ -34,6 +34,7 @@ class Infra:
             "S3_SECRET_ACCESS_KEY": "test", "HOST": "127.0.0.1", "LOG_LEVEL": "INFO", "WEB_CONCURRENCY": "2",
             "GRACEFUL_TIMEOUT_SECONDS": "5", "PROGRESS_INTERVAL_SECONDS": "0.2",
             "MAX_ACTIVE_REPORTS_PER_USER": "50", "LOGIN_ATTEMPTS_PER_MINUTE": "1000",
+            "LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE": "1000",
         })
         env.update(extra)
         return env
