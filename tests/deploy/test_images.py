@@ -300,7 +300,7 @@ def test_common_keeps_its_heavy_dependencies_in_extras():
     project = tomllib.loads((ROOT / "services/common/pyproject.toml").read_text())["project"]
     base = {EXTRA.match(d)["name"].lower() for d in project["dependencies"]}
     assert not base & {"sqlalchemy", "psycopg2-binary", "alembic", "boto3", "celery", "python-socketio", "pyyaml"}
-    assert set(project["optional-dependencies"]) == {"db", "storage", "events", "queue", "api"}
+    assert set(project["optional-dependencies"]) == {"db", "storage", "events", "queue", "api", "ratelimit"}
 
 
 def test_final_stage_copies_the_venv_and_sets_the_runtime_environment(dockerfile):

@@ -137,6 +137,27 @@ def check_two_users(base: str) -> None:
     assert tampered.status_code == 403 and tampered.json()["code"] == "forbidden"
 
 
+def test_one_origin_refuses_hostile_requests_as_problems(up):
+    """The devstack web process runs gunicorn's gevent worker too: its refusals are problem+json, and a
+    rejected long-polling POST is answered (python-engineio alone would park it)."""
+    from support.rawhttp import get, raw_request
+    proc, _data, _port = up
+    for request, status in ((get("/v1/auth/me", b"Authorization: Bearer " + b"a" * 100_000), 431),
+                            (get("/v1/reports", b"Idempotency-Key: " + b"k" * 10_000), 431),
+                            (get("/socket.io/", b"X-Request-ID: " + b"r" * 10_000), 431),
+                            (get("/healthz", b"X-Note: a\x00b"), 400), (get("/", b"X-Note: a\rb"), 400)):
+        r = raw_request(proc.url, request)
+        assert r.status == status and r.headers["content-type"] == "application/problem+json", r
+    with requests.Session() as http:
+        opened = http.get(proc.url + "/socket.io/?EIO=4&transport=polling", timeout=10)
+        sid = opened.text.split('"sid":"', 1)[1].split('"', 1)[0]
+        noop = http.post(f"{proc.url}/socket.io/?EIO=4&transport=polling&sid={sid}", data="6", timeout=10)
+        assert noop.status_code == 400 and noop.headers["Content-Type"] == "application/problem+json"
+    email = "nul\x00@example.com"
+    r = requests.post(proc.url + "/v1/auth/register", json={"email": email, "password": "long enough"}, timeout=10)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "email"
+
+
 def test_restart_keeps_users_reports_and_files(up, up_venv, tmp_path):
     proc, data, port = up
     user = login(proc.url, "username@test.com", "password2")

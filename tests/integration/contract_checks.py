@@ -189,8 +189,18 @@ def bad_token(defect: str, private_pem: str, kid: str, user_id: str) -> str:
         return ".".join((header, other, signature))
     if defect == "garbage":
         return "this.is.not-a-jwt"
+    if defect.startswith("no ") and defect[3:] in MISSING_CLAIMS:  # genuinely signed, one claim left out
+        return signed({k: v for k, v in claims.items() if k != defect[3:]})
+    if defect == "empty jti":
+        return signed({**claims, "jti": ""})
+    if defect == "unknown type":
+        return signed({**claims, "type": "admin"})
     raise AssertionError(defect)
 
 
+MISSING_CLAIMS = ("exp", "iat", "jti", "type", "sub")  # "no issuer" is the iss case
+
+
 DEFECTS = ["expired", "not yet valid", "refresh type", "alg none", "HS256 keyed with the public key",
-           "foreign key, same kid", "unknown kid", "no kid", "wrong issuer", "no issuer", "tampered claims", "garbage"]
+           "foreign key, same kid", "unknown kid", "no kid", "wrong issuer", "no issuer", "tampered claims", "garbage",
+           *(f"no {claim}" for claim in MISSING_CLAIMS), "empty jti", "unknown type"]

@@ -1,7 +1,6 @@
 """The auth service in-process against real PostgreSQL and Redis: /v1/auth/*, JWKS, health and metrics."""
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -56,9 +55,34 @@ def test_register_an_existing_email_in_any_case_is_a_conflict(auth):
     ({"email": "two@@example.com", "password": "1234567"}, ["email", "password"]),
     ({"email": 42, "password": ["x"]}, ["email", "password"]),
     ({}, ["email", "password"]),
+    ({"email": "<script>alert(1)@example.com</script>", "password": PASSWORD}, ["email"]),
+    ({"email": "someone@localhost", "password": PASSWORD}, ["email"]),
+    ({"email": "a..b@example.com", "password": PASSWORD}, ["email"]),
+    ({"email": "x" * 250 + "@example.com", "password": PASSWORD}, ["email"]),
+    ({"email": "nul\u0000@example.com", "password": PASSWORD}, ["email"]),
+    ({"email": fresh_email(), "password": "tab\tand newline\nin it"}, ["password"]),
+    ({"email": fresh_email(), "password": "lone surrogate \ud800 here"}, ["password"]),
 ])
 def test_register_invalid_credentials_name_their_fields(auth, body, fields):
     assert_problem(auth.post("/v1/auth/register", json=body), 422, "invalid_request", *fields)
+
+
+def test_register_normalises_the_email(auth):
+    local = f"Mixed.Case-{uuid.uuid4().hex[:8]}"
+    r = auth.post("/v1/auth/register", json={"email": f"  {local}@EXAMPLE.com ", "password": PASSWORD})
+    assert r.status_code == 201 and r.get_json()["email"] == f"{local.lower()}@example.com"
+    idn = auth.post("/v1/auth/register", json={"email": f"{local}@BÜCHER.de", "password": PASSWORD})
+    assert idn.status_code == 201 and idn.get_json()["email"] == f"{local.lower()}@bücher.de"
+    assert auth.post("/v1/auth/login", json={"email": f"{local}@bücher.DE", "password": PASSWORD}).status_code == 200
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"email": "nul\u0000@example.com", "password": PASSWORD}, "email"),
+    ({"email": "someone@example.com", "password": "pass\u0000word"}, "password"),
+    ({"email": "someone@example.com\r\nBcc: x@example.com", "password": PASSWORD}, "email"),
+])
+def test_control_characters_in_a_login_are_a_422_not_a_500(auth, body, field):
+    assert_problem(auth.post("/v1/auth/login", json=body), 422, "invalid_request", field)
 
 
 def test_register_with_a_body_that_is_not_json(auth):
@@ -113,27 +137,38 @@ def test_login_with_missing_or_mistyped_fields_is_unauthorized(auth, body):
     assert_problem(auth.post("/v1/auth/login", json=body), 401, "unauthorized")
 
 
-def test_login_rate_limit(make_auth_app, accounts):
+def test_login_is_throttled_per_account_from_every_address(make_auth_app, accounts):
+    """A moving window of LOGIN_ATTEMPTS_PER_MINUTE per account, whatever address the attempts come from."""
     limit = 3
-    limited = test_client(make_auth_app(LOGIN_ATTEMPTS_PER_MINUTE=str(limit)))
+    limited = test_client(make_auth_app(LOGIN_ATTEMPTS_PER_MINUTE=str(limit), TRUSTED_PROXY_HOPS="1"))
     email = accounts.register()["email"]
-    statuses = []
-    # a fixed one-minute window: a boundary may fall inside the loop once, so allow 2*limit+1 attempts
-    for _ in range(2 * limit + 1):
-        window = int(time.time() // 60)
-        r = limited.post("/v1/auth/login", json={"email": email, "password": "wrong password"})
-        statuses.append(r.status_code)
-        if r.status_code == 429:
-            break
-    assert statuses[:limit] == [401] * limit and statuses[-1] == 429, statuses
-    assert_problem(r, 429, "rate_limited")
-    assert int(r.headers["Retry-After"]) <= 61
-    # within the same window the right password does not get around the limit; another email is not limited
-    right = limited.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    if int(time.time() // 60) == window:
-        assert_problem(right, 429, "rate_limited")
-    other = accounts.register()["email"]
+    statuses = [limited.post("/v1/auth/login", json={"email": email, "password": "wrong password"},
+                             headers={"X-Forwarded-For": f"198.51.100.{i}"}).status_code for i in range(limit + 1)]
+    assert statuses == [401] * limit + [429], statuses
+    # the right password does not get around it, nor the address, nor the spelling of the email
+    r = limited.post("/v1/auth/login", json={"email": f" {email.upper()} ", "password": PASSWORD},
+                     headers={"X-Forwarded-For": "203.0.113.50"})
+    body = assert_problem(r, 429, "rate_limited")
+    assert "account" in body["detail"] and 1 <= int(r.headers["Retry-After"]) <= 60
+    other = accounts.register()["email"]  # another account is not limited
     assert limited.post("/v1/auth/login", json={"email": other, "password": PASSWORD}).status_code == 200
+
+
+def test_login_is_throttled_per_address_over_every_account(make_auth_app, accounts):
+    """One address spraying a password over many accounts meets LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE."""
+    limit = 4
+    limited = test_client(make_auth_app(LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE=str(limit), TRUSTED_PROXY_HOPS="1"))
+    sprayer = {"X-Forwarded-For": "192.0.2.77"}
+    statuses = [limited.post("/v1/auth/login", json={"email": fresh_email(), "password": "Summer2026!"},
+                             headers=sprayer).status_code for _ in range(limit + 1)]
+    assert statuses == [401] * limit + [429], statuses
+    user = accounts.register()
+    r = limited.post("/v1/auth/login", json={"email": user["email"], "password": PASSWORD}, headers=sprayer)
+    body = assert_problem(r, 429, "rate_limited")
+    assert "address" in body["detail"] and 1 <= int(r.headers["Retry-After"]) <= 60
+    ok = limited.post("/v1/auth/login", json={"email": user["email"], "password": PASSWORD},
+                      headers={"X-Forwarded-For": "192.0.2.78"})
+    assert ok.status_code == 200
 
 
 # Tokens in use

@@ -143,6 +143,12 @@ def test_bad_demo_params_are_422_naming_the_param(reports, alice, params, field)
     ({"type": "demo", "priority": "high"}, ["priority"]),
     ({"type": "demo", "params": {"rows": 0, "columns": 51, "seed": "x"}}, ["params.rows", "params.columns",
                                                                           "params.seed"]),
+    # control characters in any string are refused before anything else looks at the body
+    ({"type": "demo\u0000"}, ["type"]),
+    ({"type": "demo", "params": {"seed": "1\u0007"}}, ["params.seed"]),
+    ({"type": "demo", "params": {"rows\u0000": 1}}, ["params"]),
+    ({"type": "demo", "note": ["ok", "\u009b[31m"]}, ["note[1]"]),
+    ({"type": "demo", "note": "\udfff"}, ["note"]),
 ])
 def test_bad_bodies_are_422_naming_every_field(reports, alice, body, fields):
     assert_problem(create(reports, alice, body), 422, "invalid_request", *fields)
@@ -324,7 +330,7 @@ def test_the_same_idempotency_key_from_another_user_is_a_new_report(reports, ali
     assert reports.get(f"/v1/reports/{theirs.get_json()['id']}", headers=bob.headers).status_code == 200
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "has space", "naïve"])
+@pytest.mark.parametrize("key", ["", "x" * 256, "has space", "naïve", "tab\tkey", "nul\x00key", "del\x7fkey"])
 def test_a_malformed_idempotency_key_is_400(reports, alice, key):
     headers = {**alice.headers, "Idempotency-Key": key}
     r = reports.post("/v1/reports", json={"type": "demo"}, headers=headers)

@@ -34,6 +34,7 @@ class Infra:
             "S3_SECRET_ACCESS_KEY": "test", "HOST": "127.0.0.1", "LOG_LEVEL": "INFO", "WEB_CONCURRENCY": "2",
             "GRACEFUL_TIMEOUT_SECONDS": "5", "PROGRESS_INTERVAL_SECONDS": "0.2",
             "MAX_ACTIVE_REPORTS_PER_USER": "50", "LOGIN_ATTEMPTS_PER_MINUTE": "1000",
+            "LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE": "1000",
             # the worker's recovery clocks, shortened so that tests of lost workers and messages take seconds
             "JOB_LEASE_SECONDS": "6", "RECONCILE_INTERVAL_SECONDS": "1", "REQUEUE_AFTER_SECONDS": "3",
             "TRANSIENT_RETRY_SECONDS": "60",

@@ -44,3 +44,21 @@ def test_a_token_signed_by_the_private_key_verifies_with_the_published_jwk():
     other = public_jwk(Ed25519PrivateKey.generate().public_key())
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(token, jwt.PyJWK(other).key, algorithms=["EdDSA"])
+
+
+CLAIMS = {"exp": 2, "iat": 1, "jti": "j", "type": "access", "sub": "u", "iss": "reportflow"}
+
+
+@pytest.mark.parametrize("claim", sorted(CLAIMS))
+def test_every_required_claim_must_be_present(claim):
+    from reportflow_common.tokens import check_claims_present
+    with pytest.raises(jwt.MissingRequiredClaimError):
+        check_claims_present({k: v for k, v in CLAIMS.items() if k != claim})
+
+
+@pytest.mark.parametrize("change", [{"type": "admin"}, {"type": None}, {"jti": ""}, {"jti": 7}])
+def test_type_and_jti_must_be_meaningful(change):
+    from reportflow_common.tokens import check_claims_present
+    with pytest.raises(jwt.InvalidTokenError):
+        check_claims_present({**CLAIMS, **change})
+    check_claims_present({**CLAIMS, "type": "refresh"})

@@ -152,3 +152,26 @@ def test_metrics_count_requests_by_route_template(client, monkeypatch):
     assert resp.status_code == 200 and resp.mimetype == "text/plain"
     text = resp.get_data(as_text=True)
     assert re.search(r'reportflow_unit_test_svc_http_requests_total\{[^}]*route="/echo"[^}]*status="200"', text)
+
+
+@pytest.mark.parametrize(("body", "fields"), [
+    ({"email": "a\x00b@example.com"}, ["email"]),
+    ({"type": "demo", "params": {"name": "x\x1b[2J", "ok": "café ☃"}}, ["params.name"]),
+    ({"items": ["fine", "bell\x07", {"deep": ["\x85"]}]}, ["items[1]", "items[2].deep[0]"]),
+    ({"k\x00": 1}, ["body"]),
+    ({"lone": "\ud800"}, ["lone"]),
+    ({"tab": "a\tb", "newline": "a\nb", "del": "\x7f"}, ["del", "newline", "tab"]),
+])
+def test_control_characters_in_any_string_are_422_naming_the_field(client, body, fields):
+    resp = client.post("/echo", data=json.dumps(body), content_type="application/json")
+    problem = _problem(resp)
+    assert resp.status_code == 422 and problem["code"] == "invalid_request"
+    assert [e["field"] for e in problem["errors"]] == fields
+
+
+def test_deep_json_is_walked_without_recursion():
+    from reportflow_common.web import control_character_errors
+    deep = "\x00"
+    for _ in range(50_000):
+        deep = [deep]
+    assert [e["field"] for e in control_character_errors({"d": deep})] == ["d" + "[0]" * 50_000]

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common.db import make_engine, make_session_factory, ping
+from reportflow_common.ratelimit import Throttle
 from reportflow_common.settings import Settings
 from reportflow_common.tokens import init_jwt
 from reportflow_common.web import init_web
@@ -44,6 +45,7 @@ class AuthContext:
     sessions: sessionmaker[Session]
     redis: Redis
     metrics: AuthMetrics
+    throttle: Throttle
 
 
 def create_app(settings: Settings) -> Flask:
@@ -54,7 +56,7 @@ def create_app(settings: Settings) -> Flask:
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     app = Flask("reportflow_auth")
     app.extensions["reportflow"] = AuthContext(settings, key, engine, make_session_factory(engine), redis,
-                                               auth_metrics())
+                                               auth_metrics(), Throttle(settings.redis_url, redis))
     init_web(app, "auth", {"postgres": lambda: ping(engine), "redis": redis.ping}, settings.trusted_proxy_hops)
     init_jwt(app, redis, settings.jwt_issuer, private_key_pem=key.private_pem, public_key=key.public_key,
              key_for=key.public_key_for)

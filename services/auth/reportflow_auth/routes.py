@@ -10,7 +10,7 @@ from flask_jwt_extended import create_access_token, create_refresh_token, get_jw
 
 from reportflow_common.logs import user_id_var
 from reportflow_common.problems import not_found, unauthorized
-from reportflow_common.ratelimit import hit
+from reportflow_common.ratelimit import per_minute
 from reportflow_common.tokens import revoke
 from reportflow_common.web import json_body
 
@@ -48,13 +48,18 @@ def register():
 
 @bp.post("/v1/auth/login")
 def login():
+    """Throttled twice before any password is checked: per client address (whatever the emails, against
+    password spraying) and per account (whatever the address, against guessing one password)."""
     ctx = _ctx()
     body = json_body()
-    email = body.get("email") if isinstance(body.get("email"), str) else ""
+    key = users.account_key(body.get("email"))
     password = body.get("password") if isinstance(body.get("password"), str) else ""
-    throttle = hashlib.sha256(f"{email.strip().lower()}|{request.remote_addr}".encode()).hexdigest()[:32]
-    hit(ctx.redis, f"login:{throttle}", ctx.settings.login_attempts_per_minute)
-    user = users.find_by_email(ctx.sessions, email) if email and len(email) <= 254 else None
+    ctx.throttle.hit(per_minute(ctx.settings.login_attempts_per_address_per_minute), "login-address",
+                     request.remote_addr or "unknown", detail="Too many logins from this address; try again later.")
+    ctx.throttle.hit(per_minute(ctx.settings.login_attempts_per_minute), "login-account",
+                     hashlib.sha256(key.encode()).hexdigest()[:32],
+                     detail="Too many logins to this account; try again later.")
+    user = users.find_by_email(ctx.sessions, key)
     if not verify_password(user.password_hash if user else None, password[:users.PASSWORD_MAX]):
         ctx.metrics.logins.labels("failure").inc()
         raise unauthorized("Invalid email or password.")

@@ -63,12 +63,31 @@ CONFLICT = "conflict"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 PAYLOAD_TOO_LARGE = "payload_too_large"
+REQUEST_TIMEOUT = "request_timeout"  # 408: the body did not arrive in time
+URI_TOO_LONG = "uri_too_long"  # 414
+HEADERS_TOO_LARGE = "headers_too_large"  # 431: one header field, or all of them, over the server's limits
+NOT_IMPLEMENTED = "not_implemented"  # 501: a transfer coding the server does not speak
 RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "unavailable"
 INTERNAL = "internal"
 
+# The code of an error status no handler chose a code for (a framework's, engine.io's or gunicorn's own).
+ERROR_CODES = {
+    400: INVALID_REQUEST, 401: UNAUTHORIZED, 403: FORBIDDEN, 404: NOT_FOUND, 405: METHOD_NOT_ALLOWED,
+    408: REQUEST_TIMEOUT, 409: CONFLICT, 413: PAYLOAD_TOO_LARGE, 414: URI_TOO_LONG, 415: UNSUPPORTED_MEDIA_TYPE,
+    422: INVALID_REQUEST, 429: RATE_LIMITED, 431: HEADERS_TOO_LARGE, 501: NOT_IMPLEMENTED, 503: UNAVAILABLE,
+}
+
+
+def code_for_status(status: int) -> str:
+    return ERROR_CODES.get(status, INVALID_REQUEST if status < 500 else INTERNAL)
+
 # Limits
 MAX_BODY_BYTES = 64 * 1024
+# HTTP request heads (gunicorn is configured with these; the WSGI guard holds other servers to them)
+MAX_REQUEST_LINE = 8190  # bytes of "METHOD /path?query HTTP/1.1" (gunicorn's largest allowed value)
+MAX_HEADER_FIELDS = 100  # header lines per request
+MAX_HEADER_FIELD_BYTES = 8190  # one "Name: value" line: a 100 KB token or a 10 KB Idempotency-Key is 431
 DEMO_ROWS_RANGE = (1, 1_000_000)
 DEMO_COLUMNS_RANGE = (1, 50)
 DEMO_DEFAULTS = {"rows": 1000, "columns": 8, "seed": 0, "format": XLSX}

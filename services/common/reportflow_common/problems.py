@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import functools
+import json as std_json
 import logging
+from http import HTTPStatus
 
 from flask import Flask, Response, json
+from gunicorn.http import errors as http_errors
 from redis import exceptions as redis_errors
 from werkzeug.exceptions import HTTPException
 
 from . import contracts as c
+from .contracts import code_for_status
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -26,11 +30,6 @@ def _dependency_down() -> tuple[type[Exception], ...]:
     return (*errors, sa_errors.OperationalError)
 
 
-_HTTP_CODES = {
-    400: c.INVALID_REQUEST, 401: c.UNAUTHORIZED, 403: c.FORBIDDEN, 404: c.NOT_FOUND,
-    405: c.METHOD_NOT_ALLOWED, 409: c.CONFLICT, 413: c.PAYLOAD_TOO_LARGE, 415: c.UNSUPPORTED_MEDIA_TYPE,
-    422: c.INVALID_REQUEST, 429: c.RATE_LIMITED, 503: c.UNAVAILABLE,
-}
 
 
 class Problem(Exception):
@@ -46,7 +45,6 @@ class Problem(Exception):
 
 
 def _title(status: int) -> str:
-    from http import HTTPStatus
     try:
         return HTTPStatus(status).phrase
     except ValueError:
@@ -69,15 +67,28 @@ def unavailable(detail: str, retry_after: int = 5) -> Problem:
     return Problem(503, c.UNAVAILABLE, detail, headers={"Retry-After": str(retry_after)})
 
 
-def problem_response(p: Problem) -> Response:
+def problem_body(p: Problem) -> dict:
     body = {"type": "about:blank", "title": p.title, "status": p.status, "detail": p.detail, "code": p.code}
     if p.errors is not None:
         body["errors"] = p.errors
     body.update({k: v for k, v in p.extensions.items() if k not in body})
-    resp = Response(json.dumps(body), status=p.status, mimetype=PROBLEM_JSON)
+    return body
+
+
+def problem_response(p: Problem) -> Response:
+    resp = Response(json.dumps(problem_body(p)), status=p.status, mimetype=PROBLEM_JSON)
     for k, v in p.headers.items():
         resp.headers[k] = v
     return resp
+
+
+def wsgi_problem(start_response, p: Problem) -> list[bytes]:
+    """The same answer from plain WSGI middleware, outside any Flask app (guards in front of the apps)."""
+    body = std_json.dumps(problem_body(p)).encode()
+    headers = [("Content-Type", PROBLEM_JSON), ("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
+               ("X-Content-Type-Options", "nosniff"), *p.headers.items()]
+    start_response(f"{p.status} {_title(p.status)}", headers)
+    return [body]
 
 
 def install_error_handlers(app: Flask) -> None:
@@ -90,7 +101,7 @@ def install_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):
         status = e.code or 500
-        p = Problem(status, _HTTP_CODES.get(status, c.INTERNAL), e.description or _title(status))
+        p = Problem(status, code_for_status(status), e.description or _title(status))
         resp = problem_response(p)
         if status == 405 and e.get_response().headers.get("Allow"):
             resp.headers["Allow"] = e.get_response().headers["Allow"]
@@ -100,6 +111,9 @@ def install_error_handlers(app: Flask) -> None:
     def _unexpected(e: Exception):
         if isinstance(e, HTTPException):
             return _http(e)
+        if isinstance(e, http_errors.ParseException):  # the server could not read the body (a bad chunk)
+            log.info("malformed request body", extra={"error": type(e).__name__})
+            return problem_response(Problem(400, c.INVALID_REQUEST, "The request body is malformed."))
         if isinstance(e, _dependency_down()):  # an outage, not a fault: tell the client to retry
             log.warning("dependency unreachable", extra={"error": type(e).__name__})
             return problem_response(unavailable("A service dependency is unreachable; please try again."))

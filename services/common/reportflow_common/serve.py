@@ -5,6 +5,12 @@ from collections.abc import Callable
 
 from gunicorn.app.base import BaseApplication
 
+from .contracts import MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS, MAX_REQUEST_LINE
+
+# gunicorn's workers, answering what they cannot parse as problem+json instead of an HTML page
+WORKER_CLASSES = {"gthread": "reportflow_common.gunicorn_workers.ThreadWorker",
+                  "gevent": "reportflow_common.gunicorn_gevent.GeventWorker"}
+
 
 class _Gunicorn(BaseApplication):
     def __init__(self, load: Callable, options: dict):
@@ -36,7 +42,7 @@ def run_gunicorn(load_app: Callable, settings, *, worker_class: str = "gthread",
     _Gunicorn(load_app, {
         "bind": f"{settings.host}:{settings.port}",
         "workers": workers or settings.web_concurrency,
-        "worker_class": worker_class,
+        "worker_class": WORKER_CLASSES.get(worker_class, worker_class),
         "threads": threads,
         "graceful_timeout": settings.graceful_timeout_seconds,
         "timeout": 60,
@@ -48,7 +54,9 @@ def run_gunicorn(load_app: Callable, settings, *, worker_class: str = "gthread",
         "child_exit": lambda _arbiter, worker: mark_process_dead(worker.pid),
         "on_starting": lambda _arbiter: _json_logs_only(),
         "post_worker_init": lambda _worker: _json_logs_only(),
-        "limit_request_line": 8190,
+        "limit_request_line": MAX_REQUEST_LINE,
+        "limit_request_fields": MAX_HEADER_FIELDS,
+        "limit_request_field_size": MAX_HEADER_FIELD_BYTES,
     }).run()
 
 

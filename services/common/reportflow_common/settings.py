@@ -48,8 +48,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ACCESS_TOKEN_TTL_SECONDS", "Access token lifetime.", (AUTH,), "900", kind=int),
     Variable("REFRESH_TOKEN_TTL_SECONDS", "Refresh token lifetime.", (AUTH,), "1209600", kind=int),
     Variable("ALLOW_REGISTRATION", "`true` to serve `POST /v1/auth/register`.", (AUTH,), "true", kind=bool),
-    Variable("LOGIN_ATTEMPTS_PER_MINUTE", "Failed-or-not logins allowed per email and client address a minute.",
-             (AUTH,), "10", kind=int),
+    Variable("LOGIN_ATTEMPTS_PER_MINUTE", "Login attempts (failed or not) allowed per account (email) in any "
+             "60 seconds, from all addresses together; beyond it 429 with Retry-After.", (AUTH,), "10", kind=int),
+    Variable("LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE", "Login attempts allowed per client address in any 60 "
+             "seconds, whatever the emails (stops one address spraying a password over many accounts).", (AUTH,),
+             "30", kind=int),
     Variable("MAX_ACTIVE_REPORTS_PER_USER", "Queued plus running reports one user may have (429 beyond).",
              (REPORTS,), "10", kind=int),
     Variable("STORAGE_BACKEND", "`s3` (MinIO, S3) or `local` (a folder; `make up` only).", (REPORTS, WORKER), "s3"),
@@ -134,6 +137,7 @@ class Settings:
     refresh_token_ttl_seconds: int = 1209600
     allow_registration: bool = True
     login_attempts_per_minute: int = 10
+    login_attempts_per_address_per_minute: int = 30
     max_active_reports_per_user: int = 10
     storage_backend: str = "s3"
     s3_endpoint_url: str = ""

@@ -21,6 +21,8 @@ from redis import Redis
 from .problems import Problem, problem_response, unauthorized, unavailable
 
 ALGORITHM = "EdDSA"
+REQUIRED_CLAIMS = ("exp", "iat", "jti", "type", "sub", "iss")
+TOKEN_TYPES = ("access", "refresh")
 
 
 def revoked_jti_key(jti: str) -> str:
@@ -73,11 +75,28 @@ class JwksKeys:
             raise jwt_errors.InvalidTokenError(str(exc)) from exc
 
 
+def check_claims_present(claims: dict) -> None:
+    """Every token carries each of REQUIRED_CLAIMS, `type` one of TOKEN_TYPES and `jti` a non-empty string;
+    raise MissingRequiredClaimError / InvalidTokenError otherwise (both are 401 to the client).
+
+    flask-jwt-extended fills a missing `type` with "access" and a missing `jti` with None after decoding,
+    and PyJWT checks `exp` and `iat` only when present, so presence is checked on the claims as signed."""
+    for claim in REQUIRED_CLAIMS:
+        if claim not in claims:
+            raise jwt_errors.MissingRequiredClaimError(claim)
+    if claims["type"] not in TOKEN_TYPES:
+        raise jwt_errors.InvalidTokenError("unknown token type")
+    if not isinstance(claims["jti"], str) or not claims["jti"]:
+        raise jwt_errors.InvalidTokenError("jti must be a non-empty string")
+
+
 def init_jwt(app: Flask, redis: Redis, issuer: str, *, key_for=None, private_key_pem: str | None = None,
              public_key=None) -> JWTManager:
     """Configure flask-jwt-extended on `app` for EdDSA tokens, the deny-list and problem+json errors.
 
-    Auth passes its own key pair; verifying services pass `key_for` (a JwksKeys lookup by kid).
+    Auth passes its own key pair; verifying services pass `key_for` (a JwksKeys lookup by kid). The key
+    loader is flask-jwt-extended's one hook that sees the claims as they were signed (before it fills in
+    defaults), so it is also where `check_claims_present` runs; the signature is verified right after.
     """
     app.config.update(
         JWT_ALGORITHM=ALGORITHM, JWT_DECODE_ALGORITHMS=[ALGORITHM], JWT_TOKEN_LOCATION=["headers"],
@@ -86,8 +105,12 @@ def init_jwt(app: Flask, redis: Redis, issuer: str, *, key_for=None, private_key
         JWT_ACCESS_TOKEN_EXPIRES=False, JWT_REFRESH_TOKEN_EXPIRES=False,  # set per token by auth
     )
     manager = JWTManager(app)
-    if key_for is not None:
-        manager.decode_key_loader(lambda header, _payload: key_for(header.get("kid")))
+
+    @manager.decode_key_loader
+    def _verification_key(header: dict, unverified_claims: dict):
+        check_claims_present(unverified_claims)
+        return key_for(header.get("kid")) if key_for is not None else app.config["JWT_PUBLIC_KEY"]
+
     manager.token_in_blocklist_loader(lambda _header, payload: is_revoked(redis, payload))
     _problem_errors(app)
     return manager

@@ -11,11 +11,15 @@ from flask import Flask, Response, g, jsonify, request
 from prometheus_client import Counter, Histogram
 
 from .contracts import MAX_BODY_BYTES, UNAVAILABLE, UNSUPPORTED_MEDIA_TYPE
+from .http_guard import HttpGuard
 from .logs import request_id_var, user_id_var
 from .problems import Problem, install_error_handlers, invalid, problem_response
 
 log = logging.getLogger("reportflow.access")
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Unicode control characters (C0, DEL, C1) and lone surrogates: no field of the API means them, PostgreSQL
+# refuses NUL in text, and a surrogate cannot be encoded as UTF-8 at all.
+_CONTROL_OR_SURROGATE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 ReadinessCheck = Callable[[], None]  # raises when the dependency is unreachable
 
@@ -62,7 +66,7 @@ def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck], proxy_
     """Bind the cross-cutting behaviour to `app`; `checks` name the dependencies /readyz probes."""
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # Outermost, so they also cover what middleware inside answers on its own (Socket.IO's /socket.io).
-    app.wsgi_app = RequestIdMiddleware(app.wsgi_app)
+    app.wsgi_app = RequestIdMiddleware(HttpGuard(app.wsgi_app))
     if proxy_hops:  # behind the ingress: the client's address and scheme come from its X-Forwarded-* headers
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxy_hops, x_proto=proxy_hops)
@@ -135,4 +139,27 @@ def json_body() -> dict:
         raise invalid([{"field": "body", "message": "malformed JSON"}], "The body is not valid JSON.", 400)
     if not isinstance(data, dict):
         raise invalid([{"field": "body", "message": "expected a JSON object"}], "The body must be a JSON object.", 400)
+    errors = control_character_errors(data)
+    if errors:
+        raise invalid(errors, "Text fields must not hold control characters.")
     return data
+
+
+def control_character_errors(data) -> list[dict]:
+    """A field error for every string (value or key) holding a control character or a lone surrogate,
+    named by its path (`params.name`, `items[2]`); walked without recursion, however deep the JSON."""
+    errors, stack = [], [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _CONTROL_OR_SURROGATE.search(value):
+                errors.append({"field": path or "body", "message": "must not contain control characters"})
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _CONTROL_OR_SURROGATE.search(key):
+                    errors.append({"field": path or "body", "message": "has a key with control characters"})
+                else:
+                    stack.append((f"{path}.{key}" if path else key, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return sorted(errors, key=lambda e: e["field"])

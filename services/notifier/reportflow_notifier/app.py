@@ -23,6 +23,7 @@ from reportflow_common.web import init_web
 
 from .delivery import DeliveryGate, SequencedRedisManager, StalledSockets
 from .page import page_blueprint
+from .polling_guard import guard_polling
 
 log = logging.getLogger(__name__)
 CATCH_UP_SWEEP_SECONDS = 2.0  # how often connected sockets are compared with their users' event logs
@@ -116,6 +117,7 @@ def create_app(settings: Settings) -> Flask:
     socketio = SocketIO(app, client_manager=manager, async_mode="gevent",
                         cors_allowed_origins=settings.allowed_origins or None, transports=settings.transports,
                         ping_interval=20, ping_timeout=20, max_http_buffer_size=16 * 1024)
+    guard_polling(app, socketio)  # every /socket.io request answered in bounded time (see polling_guard)
     init_web(app, "notifier", {"redis": redis.ping}, settings.trusted_proxy_hops)  # wraps Socket.IO's middleware too
     init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)
     app.extensions["reportflow"] = socketio
