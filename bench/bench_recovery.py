@@ -8,7 +8,7 @@ two workers with one pool process each): for each run, a job starts on worker A;
 whole process group is SIGKILLed; the figures are the time from the kill until B has claimed the job again
 and until it has succeeded. Figures only: nothing is asserted.
 
-    .venv/bin/python bench/bench_recovery.py [--rows 200000] [--repeat 3]
+    .venv/bin/python bench/bench_recovery.py [--rows 1000000] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def one_run(infra: Infra, api: Api, rows: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--rows", type=int, default=1_000_000)  # still running when the second worker is up
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="rf-bench-"))
