@@ -20,6 +20,7 @@ DATASOURCES = ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml"
 PROVIDERS = ROOT / "deploy/grafana/provisioning/dashboards/reportflow.yml"
 DATASOURCE_VAR = {"type": "prometheus", "uid": "${datasource}"}
 ALERTS = {"ReportflowJobFailureRatioHigh", "ReportflowQueueBacklogGrowing", "ReportflowNoWorkerConsuming",
+          "ReportflowJobsTakenBack", "ReportflowReconcilerStalled",
           "ReportflowNotificationLatencyHigh", "ReportflowHttp5xxRatioHigh", "ReportflowTargetDown"}
 # Grafana's interval variables, fixed so that Prometheus (promtool, the e2e test) can evaluate the queries
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}

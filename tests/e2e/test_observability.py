@@ -87,6 +87,8 @@ COUNTERS = {
     "failed": 'sum(reportflow_worker_jobs_total{type="demo",outcome="failed"})',
     "cancelled": 'sum(reportflow_worker_jobs_total{type="demo",outcome="cancelled"})',
     "redelivered": 'sum(reportflow_worker_jobs_retried_total{reason="redelivered"})',
+    "gave_up": "sum(reportflow_worker_jobs_gave_up_total)",
+    "taken_back": 'sum(reportflow_worker_reconciler_requeued_total{reason="lease_expired"})',
     "transient": 'sum(reportflow_worker_jobs_retried_total{reason="transient"})',
     "queue_waits": "sum(reportflow_worker_queue_wait_seconds_count)",
     "uploads": "sum(reportflow_worker_upload_duration_seconds_count)",
@@ -116,8 +118,9 @@ def _event(name: str, report_id: str):
 
 
 def run_scenario(api, stack, worker: ServerProcess, prom: Prometheus) -> dict:
-    """One failed job (its process dies and MAX_JOB_ATTEMPTS=1), one cancelled while running, three that
-    succeed after waiting in the queue, and some auth traffic. Returns what the test expects to have moved."""
+    """One failed job (its process dies, its lease runs out, and MAX_JOB_ATTEMPTS=1 makes the reconciler fail
+    it), one cancelled while running, three that succeed after waiting in the queue, and some auth traffic.
+    Returns what the test expects to have moved."""
     user, bystander = api.new_user(), api.new_user()
     sock = SocketClient(stack.notifiers[0].url, user.token).connect()
     # a notifier reads the queue once it has had a socket: the other one hears every event too, sends none
@@ -166,8 +169,9 @@ def run_scenario(api, stack, worker: ServerProcess, prom: Prometheus) -> dict:
                          headers={"Authorization": f"Bearer {refreshed.json()['access_token']}"}).status_code == 204
 
     return {"created": 5, "create_accepted": 5, "cancel_requested": 1,
-            "started": 5,  # the doomed job's first attempt; its redelivery fails before starting
-            "succeeded": 3, "failed": 1, "cancelled": 1, "redelivered": 1, "transient": 0,
+            "started": 5,  # the doomed job's only attempt: no second one starts
+            "succeeded": 3, "failed": 1, "cancelled": 1, "redelivered": 0, "transient": 0,
+            "gave_up": 1, "taken_back": 0,
             "queue_waits": 5, "uploads": 3, "uploaded_bytes": sum(e["size_bytes"] for e in done),
             "rows_written": 3 * SMALL["rows"],
             "received_succeeded": 3 * len(stack.notifiers),  # every notifier reads every event
@@ -237,5 +241,5 @@ def test_alert_rules_evaluate_cleanly_against_real_metrics(observed):
         return [r for g in prom._get("rules")["groups"] for r in g["rules"]]
 
     wait_until(lambda: all(r["health"] != "unknown" for r in rules()), 20, "every rule to be evaluated")
-    assert len(rules()) == 6
+    assert len(rules()) == 8
     assert [(r["name"], r["lastError"]) for r in rules() if r["health"] != "ok"] == []

@@ -76,3 +76,24 @@ def test_worker_finishes_its_job_on_sigterm(api, stack, infra):
         sock.disconnect()
         worker.stop()
         stack.worker = start_worker(infra)
+
+
+def test_a_job_past_its_time_limit_fails_and_says_so(api, stack, infra):
+    """JOB_TIME_LIMIT_SECONDS (Celery's soft time limit) stops a runaway job: it fails with its reason, and
+    the pool process lives on."""
+    user = api.new_user()
+    stack.worker.stop()
+    worker = start_worker(infra, WORKER_CONCURRENCY="1", JOB_TIME_LIMIT_SECONDS="2")
+    sock = SocketClient(stack.notifiers[0].url, user.token).connect()
+    try:
+        rep = user.create({"rows": 1_000_000, "columns": 8, "seed": 7})
+        failed = sock.wait_event("report.failed", rep["id"], 90)
+        assert failed["error"] == "The report took longer than the 2 s time limit and was stopped."
+        final = user.get(rep["id"])
+        assert final["status"] == "failed" and final["error"] == failed["error"] and "download_url" not in final
+        small = user.create({"rows": 10, "columns": 2, "seed": 1})
+        assert user.wait_status(small["id"], ("succeeded", "failed"), 60)["status"] == "succeeded"
+    finally:
+        sock.disconnect()
+        worker.stop()
+        stack.worker = start_worker(infra)

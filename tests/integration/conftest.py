@@ -57,8 +57,20 @@ def kid(jwks_url) -> str:
 
 @pytest.fixture(scope="session")
 def broker_url(infra) -> str:
-    """A broker database of its own: the e2e stack's worker (same Redis server) never takes these jobs."""
+    """A broker database of its own: the e2e stack's worker (same Redis server) never takes these messages."""
     return infra.redis.url.rsplit("/", 1)[0] + "/1"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_jobs_left_for_later_workers(infra):
+    """Workers claim queued jobs from PostgreSQL, whatever rang: the jobs these tests leave queued or
+    running are cancelled after each module, so the e2e stack's worker (same database) never runs them."""
+    yield
+    import psycopg2
+    with psycopg2.connect(infra.postgres.url) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE reports SET status = 'cancelled', finished_at = now(), attempt_token = NULL, "
+                    "lease_expires_at = NULL WHERE status IN ('queued', 'running')")
+    conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The reports API in-process against real PostgreSQL, Redis (also the Celery broker) and the S3 server.
 
-No worker runs here: created reports stay queued, and the job messages stay in the broker, where the tests
-read them to check what was enqueued.
+No worker runs here: created reports stay queued, and the wake-up messages stay in the broker, where the tests
+read them to check what was rung for.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from reportflow_common import contracts as c
 from reportflow_common.events import EventLog
 
-from .contract_checks import assert_problem, test_client
+from .contract_checks import assert_problem, closed_port_url, test_client
 
 REPORT_FIELDS = {"id", "type", "params", "status", "progress", "created_at", "started_at", "finished_at", "rows",
                  "size_bytes", "error"}
@@ -291,6 +291,24 @@ def test_the_same_idempotency_key_and_body_return_the_same_report(reports, alice
     assert again.headers["Location"] == first.headers["Location"]
     assert enqueued_report_ids(broker).count(first.get_json()["id"]) == 1  # no second job
     assert len(reports.get("/v1/reports", headers=alice.headers).get_json()["items"]) == 1
+
+
+def test_a_report_whose_message_cannot_be_sent_is_accepted_queued_and_its_key_answers_it_again(
+        make_reports_app, alice, infra):
+    """The broker is unreachable after the commit: the job is still the committed row (the worker's reconciler
+    rings for it), so the client gets 202, and its retry with the same key gets the same queued report."""
+    import psycopg2
+
+    client = test_client(make_reports_app(BROKER_URL=closed_port_url("redis") + "/0"))
+    key = f"key-{uuid.uuid4()}"
+    first = create(client, alice, key=key)
+    assert first.status_code == 202 and first.get_json()["status"] == "queued", first.get_data(as_text=True)
+    again = create(client, alice, key=key)
+    assert again.status_code == 200 and again.get_json() == first.get_json()
+    with psycopg2.connect(infra.postgres.url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT status, rung_at IS NOT NULL FROM reports WHERE id = %s", (first.get_json()["id"],))
+        assert cur.fetchone() == ("queued", True)  # rung_at: the reconciler rings again once it is old
+    conn.close()
 
 
 def test_the_same_idempotency_key_with_another_body_is_409(reports, alice):

@@ -35,6 +35,9 @@ class Infra:
             "GRACEFUL_TIMEOUT_SECONDS": "5", "PROGRESS_INTERVAL_SECONDS": "0.2",
             "MAX_ACTIVE_REPORTS_PER_USER": "50", "LOGIN_ATTEMPTS_PER_MINUTE": "1000",
             "LOGIN_ATTEMPTS_PER_ADDRESS_PER_MINUTE": "1000",
+            # the worker's recovery clocks, shortened so that tests of lost workers and messages take seconds
+            "JOB_LEASE_SECONDS": "6", "RECONCILE_INTERVAL_SECONDS": "1", "REQUEUE_AFTER_SECONDS": "3",
+            "TRANSIENT_RETRY_SECONDS": "60",
         })
         env.update(extra)
         return env

@@ -15,13 +15,13 @@ from reportflow_common import metrics
 # The services' own metric objects, imported in a fresh process so the multi-process value store is used.
 CHILD = """
 import sys
-from reportflow_worker import jobs
+from reportflow_worker.metrics import worker_metrics
 from reportflow_notifier.app import notifier_metrics
-n = int(sys.argv[1])
-jobs.JOBS.labels("demo", "succeeded").inc(n)
-jobs.IN_PROGRESS.inc()
-jobs.UPLOADED_BYTES.inc(1000 * n)
-jobs.QUEUE_WAIT.labels("demo").observe(n)
+n, w = int(sys.argv[1]), worker_metrics()
+w.jobs.labels("demo", "succeeded").inc(n)
+w.in_progress.inc()
+w.uploaded_bytes.inc(1000 * n)
+w.queue_wait.labels("demo").observe(n)
 notifier_metrics().connected.inc(n)
 print("ready", flush=True)
 sys.stdin.read()  # stay alive until the test closes stdin

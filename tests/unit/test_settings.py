@@ -188,3 +188,12 @@ def test_markdown_table_mentions_every_variable():
         row = next(line for line in lines if f"`{var.name}`" in line)
         assert ("*required*" in row) == (var.default is None), var.name
         assert ("Secret." in row) == var.secret, var.name
+
+
+def test_the_worker_refuses_leases_too_short_for_heartbeats_and_no_attempts():
+    message = _config_error("worker", _env("worker", JOB_LEASE_SECONDS="2", MAX_JOB_ATTEMPTS="0",
+                                           RECONCILE_INTERVAL_SECONDS="0"))
+    assert "JOB_LEASE_SECONDS" in message and "MAX_JOB_ATTEMPTS" in message and "RECONCILE_INTERVAL_SECONDS" in message
+    worker = load_settings("worker", _env("worker"))
+    assert (worker.job_lease_seconds, worker.reconcile_interval_seconds, worker.requeue_after_seconds) == (30, 5.0, 30)
+    assert load_settings("reports", _env("reports", JOB_LEASE_SECONDS="1")).service == "reports"  # not its setting

@@ -38,6 +38,11 @@ EVENT_SUCCEEDED = "report.succeeded"
 EVENT_FAILED = "report.failed"
 EVENT_CANCELLED = "report.cancelled"
 REPORT_EVENTS = (EVENT_PROGRESS, EVENT_SUCCEEDED, EVENT_FAILED, EVENT_CANCELLED)
+TERMINAL_EVENTS = {SUCCEEDED: EVENT_SUCCEEDED, FAILED: EVENT_FAILED, CANCELLED: EVENT_CANCELLED}
+# Sent by the notifier alone, never numbered: the events from the client's (epoch, last_seq) on cannot be
+# replayed (the event log was lost, expired or trimmed); the client reloads its state over HTTP and
+# continues from this payload's {epoch, seq}.
+EVENT_RESET = "events.reset"
 
 # The Redis pub/sub channel of the Socket.IO message queue (Flask-SocketIO's default name).
 SOCKETIO_CHANNEL = "flask-socketio"

@@ -60,11 +60,37 @@ class Report(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # The running attempt: its token guards every state change it makes; its lease is renewed by its
+    # heartbeat, and a lease that runs out lets the reconciler take the job back.
+    attempt_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When a wake-up message (the "doorbell") was last sent for this queued row.
+    rung_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ix_reports_user_created", "user_id", text("created_at DESC"), text("id DESC")),
         Index("ux_reports_user_idempotency", "user_id", "idempotency_key", unique=True,
               postgresql_where=text("idempotency_key IS NOT NULL")),
+        Index("ix_reports_queued", "created_at", "id", postgresql_where=text("status = 'queued'")),
+        Index("ix_reports_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+    )
+
+
+class OutboxEvent(Base):
+    """A terminal event (report.succeeded|failed|cancelled) written in the transaction that ends the job, and
+    published to the event log after the commit; the reconciler publishes any that are left behind."""
+    __tablename__ = "event_outbox"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"),
+                                               nullable=False)
+    report_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)  # may outlive the report
+    event: Mapped[str] = mapped_column(String(32), nullable=False)
+    payload: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_event_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
     )
 
 

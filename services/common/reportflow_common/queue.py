@@ -1,4 +1,11 @@
-"""The Celery configuration both sides of the queue share (the reports producer and the worker)."""
+"""The Celery configuration both sides of the queue share (the reports producer and the worker), and the
+doorbell: the one message either side sends.
+
+The broker carries no job state. A `build_report` message only says "there may be a queued job": the worker
+that takes it claims the next runnable job from PostgreSQL (which may be another one), and a message that
+finds nothing to do is simply acknowledged. So a lost, late or repeated message cannot lose or duplicate a
+job; the worker's reconciler rings again for queued jobs that have no message.
+"""
 from __future__ import annotations
 
 from celery import Celery
@@ -8,16 +15,21 @@ from .settings import Settings
 
 
 def make_celery(settings: Settings, name: str) -> Celery:
-    """Jobs survive a worker that dies: late acks, requeue on a lost worker, one job prefetched at a time,
-    and a visibility timeout longer than any job so the broker redelivers only truly abandoned work."""
+    """Late acks, requeue on a lost worker process and one message prefetched per process, so a message is
+    only gone once a job was claimed from it or there was none; producers give up on an unreachable broker
+    within seconds (the reconciler rings later) instead of holding a request."""
     app = Celery(name, broker=settings.effective_broker_url, set_as_current=False)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        # a socket timeout, so that a broker that stops answering is an error (and a reconnect), not a hang
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds,
+                                  "socket_timeout": 10, "socket_connect_timeout": 3},
         broker_connection_retry_on_startup=True,
-        broker_connection_timeout=5,
+        broker_connection_timeout=3,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.3,
+                                   "interval_max": 0.5},
         task_default_queue=REPORTS_QUEUE,
         task_routes={BUILD_REPORT_TASK: {"queue": REPORTS_QUEUE}},
         task_serializer="json", accept_content=["json"], result_serializer="json",
@@ -29,3 +41,9 @@ def make_celery(settings: Settings, name: str) -> Celery:
         enable_utc=True,
     )
     return app
+
+
+def ring_doorbell(celery: Celery, report_id: str) -> None:
+    """Tell a worker there is a queued job (`report_id` is the job that rang, for logs; the worker claims
+    whatever is next). Raises when the broker cannot be reached."""
+    celery.send_task(BUILD_REPORT_TASK, args=[str(report_id)], queue=REPORTS_QUEUE)

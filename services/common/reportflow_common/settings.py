@@ -80,12 +80,22 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("EVENT_HISTORY_TTL_SECONDS", "How long a user's event history is kept after its last event.",
              (REPORTS, WORKER, NOTIFIER), "86400", kind=int),
     Variable("WORKER_CONCURRENCY", "Celery prefork processes.", (WORKER,), "2", kind=int),
-    Variable("VISIBILITY_TIMEOUT_SECONDS", "Seconds before a job taken by a vanished worker is redelivered; "
-             "longer than the longest job.", (REPORTS, WORKER), "3600", kind=int),
-    Variable("JOB_TIME_LIMIT_SECONDS", "The longest one job may run (the worker's task time limit); the chart "
-             "keeps the worker's grace period after SIGTERM at least this long.", (WORKER,), "600", kind=int),
-    Variable("MAX_JOB_ATTEMPTS", "Deliveries of one job before it is failed instead of retried.", (WORKER,), "3",
-             kind=int),
+    Variable("VISIBILITY_TIMEOUT_SECONDS", "Seconds before the broker hands a wake-up message that a vanished "
+             "worker had taken to another worker. Jobs do not depend on it: their lease does.", (REPORTS, WORKER),
+             "3600", kind=int),
+    Variable("JOB_TIME_LIMIT_SECONDS", "The longest one job may run: a job still running after this fails (Celery's "
+             "soft time limit; the hard one is 30 s later). The chart keeps the worker's grace period after SIGTERM "
+             "at least this long.", (WORKER,), "600", kind=int),
+    Variable("MAX_JOB_ATTEMPTS", "Attempts (claims) of one job before it is failed instead of retried; an attempt "
+             "handed back on shutdown does not count.", (WORKER,), "3", kind=int),
+    Variable("JOB_LEASE_SECONDS", "How long a running job's claim lasts without a heartbeat (renewed every third "
+             "of it); a job whose worker vanished is taken back after this.", (WORKER,), "30", kind=int),
+    Variable("RECONCILE_INTERVAL_SECONDS", "Seconds between two passes of the reconciler (takes back expired "
+             "leases, rings for queued jobs, publishes committed events).", (WORKER,), "5", kind=float),
+    Variable("REQUEUE_AFTER_SECONDS", "A queued job whose wake-up message was sent longer ago than this is rung "
+             "again when the broker holds fewer messages than there are queued jobs.", (WORKER,), "30", kind=int),
+    Variable("TRANSIENT_RETRY_SECONDS", "Time budget for retrying one step of a job through an outage of "
+             "PostgreSQL, Redis or storage (exponential backoff with jitter).", (WORKER,), "300", kind=int),
     Variable("XLSX_ENGINE", "How the worker writes xlsx files: `lean` (reportflow's own streaming writer) or "
              "`openpyxl` (its write-only mode: the same cells, several times slower; `bench/README.md`).",
              (WORKER,), "lean", choices=XLSX_ENGINES),
@@ -98,7 +108,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PORT", "Port of the HTTP server (the worker's serves metrics and health).", ALL, "8000", kind=int),
     Variable("WEB_CONCURRENCY", "gunicorn worker processes (the notifier always runs one per process).",
              (AUTH, REPORTS), "2", kind=int),
-    Variable("GRACEFUL_TIMEOUT_SECONDS", "Seconds given to in-flight work after SIGTERM.", ALL, "25", kind=int),
+    Variable("GRACEFUL_TIMEOUT_SECONDS", "Seconds given to in-flight work after SIGTERM (the worker finishes a "
+             "job that fits, else hands it back to the queue).", ALL, "25", kind=int),
     Variable("LOG_LEVEL", "Python log level.", ALL, "INFO"),
     Variable("PROMETHEUS_MULTIPROC_DIR", "Folder for multi-process metrics (emptied at start; a private "
              "temporary folder when unset).", ALL, ""),
@@ -147,6 +158,10 @@ class Settings:
     visibility_timeout_seconds: int = 3600
     job_time_limit_seconds: int = 600
     max_job_attempts: int = 3
+    job_lease_seconds: int = 30
+    reconcile_interval_seconds: float = 5.0
+    requeue_after_seconds: int = 30
+    transient_retry_seconds: int = 300
     xlsx_engine: str = "lean"
     progress_interval_seconds: float = 0.5
     trusted_proxy_hops: int = 0
@@ -207,7 +222,8 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None, **over
             problems.append(f"{var.name}={raw!r} is invalid: {exc}")
     values.update(overrides)
     settings = Settings(service=service, **values)
-    problems += _check_storage(settings) + _check_transports(settings) + _check_demo_users(settings)
+    problems += (_check_storage(settings) + _check_transports(settings) + _check_demo_users(settings)
+                 + _check_worker(settings))
     if problems:
         raise ConfigError(f"reportflow-{service}: configuration error:\n  " + "\n  ".join(problems))
     return settings
@@ -224,6 +240,19 @@ def _check_storage(s: Settings) -> list[str]:
     if s.storage_backend != "s3":
         return [f"STORAGE_BACKEND={s.storage_backend!r} is invalid: expected s3 or local"]
     return []
+
+
+def _check_worker(s: Settings) -> list[str]:
+    if s.service != WORKER:
+        return []
+    problems = []
+    if s.job_lease_seconds < 3:
+        problems.append(f"JOB_LEASE_SECONDS={s.job_lease_seconds} is invalid: at least 3 (heartbeats renew a third)")
+    if s.reconcile_interval_seconds <= 0:
+        problems.append("RECONCILE_INTERVAL_SECONDS must be above 0")
+    if s.max_job_attempts < 1:
+        problems.append("MAX_JOB_ATTEMPTS must be at least 1")
+    return problems
 
 
 def _check_transports(s: Settings) -> list[str]:

@@ -12,20 +12,23 @@ from datetime import UTC, datetime
 from flask import Flask, request
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 from prometheus_client import Counter, Gauge, Histogram
-from redis import Redis
+from redis import Redis, RedisError
 
-from reportflow_common.contracts import EVENT_SUCCEEDED, REPORT_EVENTS, SOCKETIO_NAMESPACE, user_room
+from reportflow_common.contracts import EVENT_RESET, EVENT_SUCCEEDED, REPORT_EVENTS, SOCKETIO_NAMESPACE, user_room
 from reportflow_common.events import EventLog
 from reportflow_common.problems import Problem
 from reportflow_common.settings import Settings
 from reportflow_common.tokens import JwksKeys, init_jwt, verify_access_token
 from reportflow_common.web import init_web
 
-from .delivery import DeliveryGate, SequencedRedisManager
+from .delivery import DeliveryGate, SequencedRedisManager, StalledSockets
 from .page import page_blueprint
 from .polling_guard import guard_polling
 
 log = logging.getLogger(__name__)
+CATCH_UP_SWEEP_SECONDS = 2.0  # how often connected sockets are compared with their users' event logs
+CATCH_UP_ROUNDS = 3  # replays in a row for one socket before a remaining gap is let through
+CATCH_UP_PATIENCE_SECONDS = 300.0  # how long a catch-up waits for Redis before letting buffered events through
 
 
 class NotifierMetrics:
@@ -45,6 +48,11 @@ class NotifierMetrics:
         self.latency = Histogram("reportflow_notifier_delivery_latency_seconds",
                                  "From an event's publication (its `time`) to its live send on a socket.", ["event"],
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.resets = Counter("reportflow_notifier_event_resets_total",
+                              "events.reset sent: a socket's point could not be replayed (event log lost, "
+                              "expired or trimmed) or its user's numbering started again.")
+        self.catch_ups = Counter("reportflow_notifier_catch_ups_total",
+                                 "Replays from the event log for connected sockets that missed live events.")
         self.create_to_notify = Histogram(
             "reportflow_notifier_create_to_notify_seconds",
             "From a report's creation to its report.succeeded sent live on a socket: the wait the person sees.",
@@ -87,6 +95,11 @@ def _last_seq(auth) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def _epoch(auth) -> str | None:
+    value = auth.get("epoch") if isinstance(auth, dict) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else None
+
+
 def create_app(settings: Settings) -> Flask:
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
@@ -95,7 +108,10 @@ def create_app(settings: Settings) -> Flask:
     gate = DeliveryGate()
     manager = SequencedRedisManager(settings.redis_url, gate)
     manager.on_received = lambda event, _payload: metrics.received.labels(event).inc()
-    manager.on_delivered = metrics.observe_live
+    manager.on_delivered = lambda event, payload: metrics.resets.inc() if event == EVENT_RESET \
+        else metrics.observe_live(event, payload)
+    manager.on_gap = lambda sid: socketio.start_background_task(_catch_up, sid)
+    sweeping: list = []
 
     app = Flask("reportflow_notifier", static_folder=None)
     socketio = SocketIO(app, client_manager=manager, async_mode="gevent",
@@ -118,23 +134,85 @@ def create_app(settings: Settings) -> Flask:
             metrics.refused.labels(reason).inc()
             raise ConnectionRefusedError(reason, {"code": reason}) from None
         user_id, sid = claims["sub"], request.sid
-        current = events.last_seq(user_id)
-        requested = _last_seq(auth)
-        baseline = current if requested is None else min(requested, current)
-        gate.open(sid, baseline)  # live events wait in the gate until the replay below is done
+        requested, epoch = _last_seq(auth), _epoch(auth)
+        try:
+            plan = events.replay_plan(user_id, epoch, requested)
+        except RedisError:
+            metrics.refused.labels("unavailable").inc()
+            raise ConnectionRefusedError("unavailable", {"code": "unavailable"}) from None
+        gate.open(sid, plan.start, plan.epoch, user_id)  # live events wait in the gate until the replay is done
         join_room(user_room(user_id))
         metrics.connected.inc()
-        socketio.start_background_task(_replay, sid, user_id, baseline)
-        log.info("socket connected", extra={"user_id": user_id, "last_seq": requested})
+        socketio.start_background_task(_replay, sid, user_id, plan)
+        if not sweeping:
+            sweeping.append(socketio.start_background_task(_sweep_forever))
+        log.info("socket connected", extra={"user_id": user_id, "last_seq": requested, "epoch": epoch,
+                                            "reset": plan.reset is not None})
 
-    def _replay(sid: str, user_id: str, baseline: int):
+    def _send(sid: str, items: list, missed: list) -> None:
+        """Send a replay's outcome; events read from the log (`missed`) count as replayed."""
+        logged = missed[-1][1]["seq"] if missed else 0
+        for event, payload in items:
+            socketio.emit(event, payload, to=sid, namespace=SOCKETIO_NAMESPACE, ignore_queue=True)
+            if event == EVENT_RESET:
+                metrics.resets.inc()
+                continue
+            metrics.delivered.labels(event).inc()
+            if payload["seq"] <= logged:
+                metrics.replayed.inc()
+
+    def _replay(sid: str, user_id: str, plan):
         with metrics.replay_seconds.time():
-            missed = events.since(user_id, baseline)
-            for event, payload in gate.replay(sid, missed):
-                socketio.emit(event, payload, to=sid, namespace=SOCKETIO_NAMESPACE, ignore_queue=True)
-                metrics.delivered.labels(event).inc()
-                if payload["seq"] <= (missed[-1][1]["seq"] if missed else 0):
-                    metrics.replayed.inc()
+            try:
+                missed = events.since(user_id, plan.start)
+            except RedisError:
+                missed = []  # the catch-up below tries again
+            admission = gate.replay(sid, missed, plan.reset)
+            _send(sid, admission.deliver, missed)
+        if admission.catch_up:
+            _catch_up(sid)
+
+    def _catch_up(sid: str):
+        """A connected socket missed events (it is buffering now): replay from where it is, a reset first
+        if that point is gone. While Redis cannot be read, wait for it (live events cannot come either)."""
+        metrics.catch_ups.inc()
+        rounds, waited = 0, 0.0
+        while True:
+            point = gate.point(sid)
+            if point is None or point[0] is None:
+                return
+            user_id, epoch, last_seq = point
+            try:
+                plan = events.replay_plan(user_id, epoch, last_seq)
+                missed = events.since(user_id, plan.start)
+            except RedisError as exc:
+                if waited >= CATCH_UP_PATIENCE_SECONDS:
+                    log.warning("catch-up gave up", extra={"error": str(exc)})
+                    _send(sid, gate.replay(sid, [], tolerate_gaps=True).deliver, [])
+                    return
+                socketio.sleep(CATCH_UP_SWEEP_SECONDS)
+                waited += CATCH_UP_SWEEP_SECONDS
+                continue
+            rounds += 1
+            admission = gate.replay(sid, missed, plan.reset, tolerate_gaps=rounds >= CATCH_UP_ROUNDS)
+            _send(sid, admission.deliver, missed)
+            if not admission.catch_up:
+                return
+
+    def _sweep_forever():
+        """Finds sockets whose live events were lost with nothing after them to reveal the gap (e.g. the
+        notifier's subscription to Redis was down) and catches them up."""
+        stalled = StalledSockets()
+        while True:
+            socketio.sleep(CATCH_UP_SWEEP_SECONDS)
+            try:
+                cursors = gate.cursors()
+                positions = events.positions({user_id for _sid, user_id, _e, _s in cursors}) if cursors else {}
+                for sid in stalled.find(cursors, positions):
+                    if gate.begin_catch_up(sid):
+                        socketio.start_background_task(_catch_up, sid)
+            except Exception as exc:  # Redis away: the next sweep looks again
+                log.warning("catch-up sweep failed", extra={"error": str(exc)})
 
     @socketio.on("disconnect")
     def disconnect(*_args):

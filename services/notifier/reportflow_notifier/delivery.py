@@ -1,23 +1,38 @@
-"""Per-connection ordering: each socket gets every event of its user once, in `seq` order.
+"""Per-connection ordering: each socket gets every event of its user once, in `seq` order, without gaps.
 
-Live events arrive through the Socket.IO Redis queue; a reconnecting socket also gets a replay from the
-event log. While a socket's replay runs, its live events wait in a buffer; afterwards anything at or
-below the last delivered `seq` is dropped. This is what makes "no duplicates" hold across the hand-over.
+Live events arrive through the Socket.IO Redis queue; a socket also gets a replay from the event log when it
+connects and whenever it has fallen behind. While a socket's replay runs, its live events wait in a buffer.
+A socket's cursor is (epoch, last seq sent):
+- an event at or below the cursor is a duplicate and is dropped;
+- the next seq is sent;
+- a gap (a live event was lost, e.g. while the notifier's subscription to Redis was down) puts the socket
+  back into buffering and asks for a catch-up replay from the log;
+- an event of another epoch (Redis lost its data and numbering started again) is preceded by one
+  `events.reset` for that epoch, so nothing is dropped as an old seq.
+`StalledSockets` finds sockets behind the log with no live event coming (the last events were lost).
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import socketio
 
-from reportflow_common.contracts import REPORT_EVENTS, SOCKETIO_CHANNEL
+from reportflow_common.contracts import EVENT_RESET, REPORT_EVENTS, SOCKETIO_CHANNEL
+
+
+class Admission(NamedTuple):
+    deliver: list  # (event, payload) to send now, in order
+    catch_up: bool  # the socket is missing events: replay from the log (then it is buffering meanwhile)
 
 
 @dataclass
 class _Cursor:
+    user_id: str | None
+    epoch: str | None
     last_seq: int
-    buffer: list | None = field(default_factory=list)  # None once the replay is over
+    buffer: list | None = field(default_factory=list)  # None while not buffering
 
 
 class DeliveryGate:
@@ -25,43 +40,110 @@ class DeliveryGate:
         self._lock = threading.Lock()
         self._cursors: dict[str, _Cursor] = {}
 
-    def open(self, sid: str, last_seq: int) -> None:
-        """A new socket; live events are buffered until `finish_replay`."""
+    def open(self, sid: str, last_seq: int, epoch: str | None = None, user_id: str | None = None) -> None:
+        """A new socket at (epoch, last_seq); live events are buffered until `replay`."""
         with self._lock:
-            self._cursors[sid] = _Cursor(last_seq)
+            self._cursors[sid] = _Cursor(user_id, epoch, last_seq)
 
     def close(self, sid: str) -> None:
         with self._lock:
             self._cursors.pop(sid, None)
 
-    def admit_live(self, sid: str, event: str, payload: dict) -> bool:
-        """True when a live event should be sent now; buffered or duplicate events return False."""
+    def admit_live(self, sid: str, event: str, payload: dict) -> Admission:
+        """What to send `sid` for a live event now (nothing while its replay runs or for a duplicate)."""
         with self._lock:
             cursor = self._cursors.get(sid)
             if cursor is None:
-                return False
+                return Admission([], False)
             if cursor.buffer is not None:
                 cursor.buffer.append((event, payload))
-                return False
-            return self._advance(cursor, payload)
+                return Admission([], False)
+            out: list = []
+            return Admission(out, not self._accept(cursor, event, payload, out))
 
-    def replay(self, sid: str, events: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
-        """The replayed events plus whatever arrived live meanwhile, in order, without repeats."""
+    def begin_catch_up(self, sid: str) -> bool:
+        """Put `sid` into buffering for a catch-up replay; False when it is gone or already buffering (a
+        replay is on its way)."""
+        with self._lock:
+            cursor = self._cursors.get(sid)
+            if cursor is None or cursor.buffer is not None:
+                return False
+            cursor.buffer = []
+            return True
+
+    def point(self, sid: str) -> tuple[str | None, str | None, int] | None:
+        """(user_id, epoch, last_seq) of what `sid` was sent so far, or None when it is gone."""
+        with self._lock:
+            cursor = self._cursors.get(sid)
+            return None if cursor is None else (cursor.user_id, cursor.epoch, cursor.last_seq)
+
+    def replay(self, sid: str, events: list[tuple[str, dict]], reset: dict | None = None,
+               tolerate_gaps: bool = False) -> Admission:
+        """The end of a replay: `reset` (if the client's point could not be replayed), the replayed events,
+        then whatever arrived live meanwhile, in order and without repeats. A gap left even so keeps the
+        socket buffering and asks for another catch-up, unless `tolerate_gaps`."""
         with self._lock:
             cursor = self._cursors.get(sid)
             if cursor is None:
-                return []
+                return Admission([], False)
             pending, cursor.buffer = (cursor.buffer or []), None
-            merged = sorted(events + pending, key=lambda e: e[1]["seq"])
-            return [(event, payload) for event, payload in merged if self._advance(cursor, payload)]
+            out: list = []
+            if reset is not None:
+                out.append((EVENT_RESET, reset))
+                cursor.epoch, cursor.last_seq = reset["epoch"], reset["seq"]
+            queue = list(events) + pending
+            for i, (event, payload) in enumerate(queue):
+                if not self._accept(cursor, event, payload, out, tolerate_gaps):
+                    cursor.buffer.extend(queue[i + 1:])
+                    return Admission(out, True)
+            return Admission(out, False)
+
+    def cursors(self) -> list[tuple[str, str, str | None, int]]:
+        """(sid, user_id, epoch, last_seq) of the sockets not buffering."""
+        with self._lock:
+            return [(sid, c.user_id, c.epoch, c.last_seq) for sid, c in self._cursors.items()
+                    if c.buffer is None and c.user_id is not None]
 
     @staticmethod
-    def _advance(cursor: _Cursor, payload: dict) -> bool:
-        seq = payload.get("seq")
-        if not isinstance(seq, int) or seq <= cursor.last_seq:
+    def _accept(cursor: _Cursor, event: str, payload: dict, out: list, tolerate_gaps: bool = False) -> bool:
+        """Add what `event` means for this socket to `out`; False on a gap (then it starts a buffer)."""
+        seq, epoch = payload.get("seq"), payload.get("epoch")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return True
+        if isinstance(epoch, str) and epoch != cursor.epoch:
+            if cursor.epoch is not None:  # numbering started again: say so, then follow the new epoch
+                out.append((EVENT_RESET, {"epoch": epoch, "seq": 0}))
+                cursor.last_seq = 0
+            cursor.epoch = epoch
+        if seq <= cursor.last_seq:
+            return True
+        if seq > cursor.last_seq + 1 and not tolerate_gaps:
+            cursor.buffer = [(event, payload)]
             return False
+        out.append((event, payload))
         cursor.last_seq = seq
         return True
+
+
+class StalledSockets:
+    """Sockets whose user's log is ahead of (or apart from) what they were sent, at two looks in a row with
+    the socket not moving in between: their live events were lost, and only a catch-up brings them."""
+
+    def __init__(self):
+        self._previous: dict[str, tuple[str | None, int]] = {}
+
+    def find(self, cursors: list[tuple[str, str, str | None, int]],
+             positions: dict[str, tuple[str | None, int]]) -> list[str]:
+        stalled, behind = [], {}
+        for sid, user_id, epoch, last_seq in cursors:
+            server_epoch, server_seq = positions.get(user_id, (epoch, last_seq))
+            if (server_epoch, server_seq) == (epoch, last_seq) or (server_epoch is None and last_seq == 0):
+                continue
+            behind[sid] = (epoch, last_seq)
+            if self._previous.get(sid) == (epoch, last_seq):
+                stalled.append(sid)
+        self._previous = behind
+        return stalled
 
 
 class SequencedRedisManager(socketio.RedisManager):
@@ -72,6 +154,7 @@ class SequencedRedisManager(socketio.RedisManager):
         self.gate = gate
         self.on_received = lambda event, payload: None  # once per event this process reads from the queue
         self.on_delivered = lambda event, payload: None  # once per socket it is sent to
+        self.on_gap = lambda sid: None  # a socket missed events: replay from the log
 
     def _handle_emit(self, message):
         event, room, data = message.get("event"), message.get("room"), message.get("data")
@@ -81,6 +164,9 @@ class SequencedRedisManager(socketio.RedisManager):
         namespace, payload = message.get("namespace") or "/", data[0]
         self.on_received(event, payload)
         for sid, _eio_sid in list(self.get_participants(namespace, room)):
-            if self.gate.admit_live(sid, event, payload):
-                socketio.Manager.emit(self, event, payload, namespace=namespace, room=sid)
-                self.on_delivered(event, payload)
+            admission = self.gate.admit_live(sid, event, payload)
+            for name, body in admission.deliver:
+                socketio.Manager.emit(self, name, body, namespace=namespace, room=sid)
+                self.on_delivered(name, body)
+            if admission.catch_up:
+                self.on_gap(sid)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
 from reportflow_common.db import Report, transaction, utcnow
+from reportflow_common.outbox import PendingEvent, add_terminal_event
 from reportflow_common.problems import Problem
 
 
@@ -64,7 +65,8 @@ def earlier_answer(sessions: sessionmaker[Session], user_id: str, key: str | Non
 def create_report(sessions: sessionmaker[Session], user_id: str, report_type: str, params: dict,
                   idempotency_key: str | None, fingerprint: str) -> tuple[Report, bool]:
     """Insert a queued report and commit; (report, created). Losing a race for the same Idempotency-Key
-    returns the winner's report (created=False)."""
+    returns the winner's report (created=False). `rung_at` says its doorbell is being rung now: if that
+    fails, or this process dies first, the worker's reconciler rings for it later."""
     uid = uuid.UUID(user_id)
     if idempotency_key:
         with transaction(sessions) as s:  # a key older than the window is free again
@@ -72,8 +74,9 @@ def create_report(sessions: sessionmaker[Session], user_id: str, report_type: st
                 Report.user_id == uid, Report.idempotency_key == idempotency_key,
                 Report.created_at <= utcnow() - timedelta(seconds=c.IDEMPOTENCY_WINDOW_SECONDS),
             ).values(idempotency_key=None))
+    now = utcnow()
     report = Report(id=uuid.uuid4(), user_id=uid, type=report_type, params=params, status=c.QUEUED, progress=0.0,
-                    created_at=utcnow(), idempotency_key=idempotency_key, request_hash=fingerprint)
+                    created_at=now, rung_at=now, idempotency_key=idempotency_key, request_hash=fingerprint)
     try:
         with transaction(sessions) as s:
             s.add(report)
@@ -83,12 +86,6 @@ def create_report(sessions: sessionmaker[Session], user_id: str, report_type: st
             raise
         return winner, False
     return report, True
-
-
-def mark_enqueue_failed(sessions: sessionmaker[Session], report_id: uuid.UUID) -> None:
-    with transaction(sessions) as s:
-        s.execute(update(Report).where(Report.id == report_id, Report.status == c.QUEUED).values(
-            status=c.FAILED, error="The job could not be queued; please try again.", finished_at=utcnow()))
 
 
 def list_reports(sessions: sessionmaker[Session], user_id: str, status: str | None, limit: int,
@@ -108,18 +105,19 @@ def list_reports(sessions: sessionmaker[Session], user_id: str, status: str | No
     return rows, ((rows[-1].created_at, rows[-1].id) if more else None)
 
 
-def cancel_or_delete(sessions: sessionmaker[Session], report: Report) -> str:
-    """What DELETE did: 'cancelled' (was queued), 'cancel_requested' (running: the worker stops it) or
-    'deleted' (finished: the caller removes its file). Guarded updates decide races with the worker."""
+def cancel_or_delete(sessions: sessionmaker[Session], report: Report) -> tuple[str, PendingEvent | None]:
+    """What DELETE did: 'cancelled' (was queued; with its report.cancelled event, committed in the same
+    transaction for the caller to publish), 'cancel_requested' (running: the worker stops it) or 'deleted'
+    (finished: the caller removes its file). Guarded updates decide races with the worker."""
     with transaction(sessions) as s:
-        done = s.execute(update(Report).where(Report.id == report.id, Report.status == c.QUEUED).values(
-            status=c.CANCELLED, finished_at=utcnow(), progress=report.progress)).rowcount
-        if done:
-            return "cancelled"
+        cancelled = s.scalar(update(Report).where(Report.id == report.id, Report.status == c.QUEUED).values(
+            status=c.CANCELLED, finished_at=utcnow(), progress=report.progress).returning(Report))
+        if cancelled is not None:
+            return "cancelled", PendingEvent.of(add_terminal_event(s, cancelled))
         done = s.execute(update(Report).where(Report.id == report.id, Report.status == c.RUNNING).values(
             cancel_requested=True)).rowcount
         if done:
-            return "cancel_requested"
+            return "cancel_requested", None
         s.execute(Report.__table__.delete().where(Report.id == report.id,
                                                    Report.status.in_(c.FINISHED_STATUSES)))
-        return "deleted"
+        return "deleted", None

@@ -8,7 +8,9 @@ from flask_jwt_extended import get_jwt, jwt_required
 
 from reportflow_common import contracts as c
 from reportflow_common.logs import report_id_var, user_id_var
-from reportflow_common.problems import Problem, not_found, unavailable
+from reportflow_common.outbox import OutboxPublisher
+from reportflow_common.problems import Problem, not_found
+from reportflow_common.queue import ring_doorbell
 from reportflow_common.storage import LocalStorage
 from reportflow_common.web import json_body
 
@@ -60,12 +62,10 @@ def create():
     if not created:
         return _created(report, 200)
     report_id_var.set(str(report.id))
-    try:  # the row is committed first, so the worker always finds it
-        ctx.celery.send_task(c.BUILD_REPORT_TASK, args=[str(report.id)], queue=c.REPORTS_QUEUE)
-    except Exception as exc:  # broker unreachable: say so and leave no job that will never run
-        log.exception("enqueue failed")
-        records.mark_enqueue_failed(ctx.sessions, report.id)
-        raise unavailable("The job queue is unavailable; please try again.") from exc
+    try:  # the committed row is the job; the message only wakes a worker up
+        ring_doorbell(ctx.celery, str(report.id))
+    except Exception as exc:  # the job stays queued: the worker's reconciler rings for it once the broker is back
+        log.warning("doorbell not sent; the reconciler will ring", extra={"error": str(exc)})
     ctx.metrics.created.labels(report_type).inc()
     log.info("report queued", extra={"type": report_type})
     return _created(report, 202)
@@ -102,10 +102,10 @@ def download(report_id: str):
 def delete(report_id: str):
     ctx = _ctx()
     report = _owned_or_404(report_id)
-    outcome = records.cancel_or_delete(ctx.sessions, report)
+    outcome, event = records.cancel_or_delete(ctx.sessions, report)
     ctx.metrics.deletes.labels(outcome).inc()
-    if outcome == "cancelled":
-        ctx.events.publish(str(report.user_id), c.EVENT_CANCELLED, {"report_id": str(report.id)})
+    if event is not None:
+        OutboxPublisher(ctx.sessions, ctx.events).publish_after_commit(event)
     elif outcome == "deleted" and report.storage_key:
         ctx.storage.delete(report.storage_key)
     log.info("report delete", extra={"outcome": outcome})

@@ -1,8 +1,10 @@
-"""create_celery(settings): the worker's Celery app, its one task, and per-process resources."""
+"""create_celery(settings): the worker's Celery app, its one task (the doorbell), per-process resources,
+the shutdown deadline and the reconciler's thread."""
 from __future__ import annotations
 
 import logging
 import os
+import signal
 
 from celery import Celery, signals
 from redis import Redis
@@ -10,50 +12,80 @@ from redis import Redis
 from reportflow_common import contracts as c
 from reportflow_common.db import make_engine, make_session_factory
 from reportflow_common.events import EventLog
+from reportflow_common.outbox import OutboxPublisher
 from reportflow_common.queue import make_celery
 from reportflow_common.settings import Settings
 from reportflow_common.storage import make_storage
 
-from .jobs import JOBS_RETRIED, WorkerContext, fail_after_retries, run_report, transient_errors
+from .jobs import WorkerContext, run_next_job
+from .reconciler import ReconcilerLoop, make_reconciler
+from .shutdown import ShutdownClock
 
 log = logging.getLogger(__name__)
-TRANSIENT_RETRIES = 3
+HARD_TIME_LIMIT_MARGIN_SECONDS = 30
 
 
 class _PerProcess:
     """Connections are opened lazily in each prefork child, never inherited across fork."""
 
-    def __init__(self, settings: Settings):
-        self.settings, self._pid, self._ctx = settings, None, None
+    def __init__(self, settings: Settings, celery: Celery, shutdown: ShutdownClock):
+        self.settings, self.celery, self.shutdown = settings, celery, shutdown
+        self._pid, self._ctx = None, None
 
     def get(self) -> WorkerContext:
         if self._ctx is None or self._pid != os.getpid():
             s = self.settings
             redis = Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)
-            self._ctx = WorkerContext(s, make_session_factory(make_engine(s.database_url)), redis, make_storage(s),
-                                      EventLog(redis, s.redis_url, history_max=s.event_history_max,
-                                               history_ttl=s.event_history_ttl_seconds))
+            sessions = make_session_factory(make_engine(s.database_url))
+            events = EventLog(redis, s.redis_url, history_max=s.event_history_max,
+                              history_ttl=s.event_history_ttl_seconds)
+            self._ctx = WorkerContext(s, sessions, redis, make_storage(s), events, OutboxPublisher(sessions, events),
+                                      self.celery, self.shutdown)
             self._pid = os.getpid()
         return self._ctx
 
 
 def create_celery(settings: Settings) -> Celery:
     app = make_celery(settings, "reportflow-worker")
-    resources = _PerProcess(settings)
-    transient = transient_errors()
+    app.conf.update(task_soft_time_limit=settings.job_time_limit_seconds,
+                    task_time_limit=settings.job_time_limit_seconds + HARD_TIME_LIMIT_MARGIN_SECONDS)
+    shutdown = ShutdownClock(settings.graceful_timeout_seconds)  # shared memory: made before the pool forks
+    resources = _PerProcess(settings, app, shutdown)
+    loops: list[ReconcilerLoop] = []
 
     @app.task(name=c.BUILD_REPORT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
-    def build_report(self, report_id: str) -> str:
-        """Thin: takes an id, leaves the work to jobs.run_report; transient outages are retried."""
-        try:
-            return run_report(resources.get(), report_id, self.request.retries)
-        except transient as exc:
-            if self.request.retries >= TRANSIENT_RETRIES:
-                fail_after_retries(resources.get(), report_id, "A dependency stayed unavailable; giving up.")
-                raise
-            log.warning("transient error; retrying", extra={"error": str(exc)})
-            JOBS_RETRIED.labels("transient").inc()
-            raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+    def build_report(self, report_id: str | None = None) -> str:
+        """A doorbell: runs the next runnable job, which may not be `report_id` (the job that rang)."""
+        return run_next_job(resources.get(), rung_for=report_id)
+
+    @signals.worker_process_init.connect(weak=False)
+    def _child_started(**_):
+        """A prefork child signalled with the whole process group finishes or hands back its job like the
+        main process asks it to; a second SIGTERM ends it at once."""
+        seen = []
+
+        def on_sigterm(signum, _frame):
+            if seen:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            seen.append(signum)
+            shutdown.request()
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+    @signals.worker_shutting_down.connect(weak=False)
+    def _shutting_down(**_):
+        shutdown.request()
+        log.info("shutting down: running jobs finish or are handed back",
+                 extra={"deadline_seconds": round(shutdown.graceful - shutdown.margin, 1)})
+
+    @signals.worker_ready.connect(weak=False)
+    def _start_reconciler(**_):
+        loops.append(ReconcilerLoop(make_reconciler(settings), settings.reconcile_interval_seconds).start())
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _stop_reconciler(**_):
+        for loop in loops:
+            loop.stop()
 
     @signals.worker_process_shutdown.connect(weak=False)
     def _child_exit(pid=None, **_):
@@ -61,4 +93,5 @@ def create_celery(settings: Settings) -> Celery:
         mark_process_dead(pid or os.getpid())
 
     app.reportflow_resources = resources
+    app.reportflow_shutdown = shutdown
     return app

@@ -1,59 +1,55 @@
-"""Running one report job: claim the row, build the file, upload and confirm it, then say so.
+"""Running one job: claim the next runnable job from PostgreSQL, build the file, upload it under this
+attempt's own key, confirm it, then commit `succeeded` with its event, then publish the event.
 
-Called by the Celery task with the report id only. The order is the contract: the object is confirmed
-in storage before the row says `succeeded`, and the row says so before anyone is told.
+Called by the Celery task, which is only a doorbell: the message says "there may be work", PostgreSQL says
+which. An attempt holds its job by a token and a lease its heartbeat renews; every change it makes names the
+token, so an attempt whose job was taken back commits nothing and deletes only its own object. Outages are
+retried step by step on a time budget; progress is best effort; on shutdown a job that cannot finish in time
+is handed back to the queue.
 """
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC
 
-from prometheus_client import Counter, Gauge, Histogram
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
+from reportflow_common.db import Report
 from reportflow_common.events import EventLog
 from reportflow_common.logs import report_id_var, user_id_var
+from reportflow_common.outbox import OutboxPublisher
+from reportflow_common.queue import ring_doorbell
 from reportflow_common.settings import Settings
-from reportflow_common.storage import Storage, report_key
+from reportflow_common.storage import Storage
 
 from . import records
 from .builders import build_report, job_scratch_dir, report_output
+from .metrics import worker_metrics
+from .outages import is_transient, retry_transient
+from .shutdown import ShutdownClock
 
 log = logging.getLogger(__name__)
-
-JOBS = Counter("reportflow_worker_jobs_total", "Jobs finished, by type and outcome.", ["type", "outcome"])
-JOBS_STARTED = Counter("reportflow_worker_jobs_started_total", "Jobs started, by type.", ["type"])
-JOB_DURATION = Histogram("reportflow_worker_job_duration_seconds", "Time to build and store a report.", ["type"],
-                         buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
-ROWS_WRITTEN = Counter("reportflow_worker_rows_written_total", "Data rows written, by type.", ["type"])
-IN_PROGRESS = Gauge("reportflow_worker_jobs_in_progress", "Jobs being built now.", multiprocess_mode="livesum")
-JOBS_RETRIED = Counter("reportflow_worker_jobs_retried_total", "Jobs run again: after a transient error, or "
-                       "redelivered after the process running them was lost.", ["reason"])
-QUEUE_WAIT = Histogram("reportflow_worker_queue_wait_seconds", "From a report's creation to its job's first start.",
-                       ["type"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
-UPLOAD_DURATION = Histogram("reportflow_worker_upload_duration_seconds", "Time to upload one report file.",
-                            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-UPLOADED_BYTES = Counter("reportflow_worker_uploaded_bytes_total", "Bytes of report files uploaded to storage.")
-RETRY_REASONS = ("transient", "redelivered")
-for _type in c.REPORT_TYPES:  # every series exists from the start, so rate() sees the first increment
-    JOBS_STARTED.labels(_type)
-    ROWS_WRITTEN.labels(_type)
-    JOB_DURATION.labels(_type)
-    QUEUE_WAIT.labels(_type)
-    for _outcome in (c.SUCCEEDED, c.FAILED, c.CANCELLED):
-        JOBS.labels(_type, _outcome)
-for _reason in RETRY_REASONS:
-    JOBS_RETRIED.labels(_reason)
+PROGRESS_QUIET_SECONDS = 5.0  # after a progress event could not be published, skip them this long
 
 
 class JobCancelled(Exception):
-    """Raised from the progress callback when the report's owner asked to cancel it."""
+    """The report's owner asked to cancel it."""
+
+
+class LeaseLost(Exception):
+    """The job was taken back from this attempt (its lease ran out) or deleted: stop, commit nothing."""
+
+
+class HandBack(Exception):
+    """The worker is shutting down and this job cannot finish in time."""
 
 
 @dataclass
@@ -63,137 +59,251 @@ class WorkerContext:
     redis: Redis
     storage: Storage
     events: EventLog
+    outbox: OutboxPublisher
+    celery: Celery  # for the doorbell of a job handed back
+    shutdown: ShutdownClock
 
 
-def run_report(ctx: WorkerContext, report_id: str, retries: int = 0) -> str:
-    """Run the job once; returns the outcome. Exceptions that escape are for Celery to retry (`retries`:
-    how many times it has already, so a delivery beyond those is known to be a redelivery)."""
-    rid = uuid.UUID(report_id)
-    report_id_var.set(report_id)
-    report = records.claim(ctx.sessions, rid)
-    if report is None:
-        return _not_runnable(ctx, rid)
-    user_id_var.set(str(report.user_id))
-    if report.attempts > retries + 1:
-        JOBS_RETRIED.labels("redelivered").inc()
-    if report.attempts > ctx.settings.max_job_attempts:
-        return _finish_failed(ctx, report, f"Gave up after {report.attempts - 1} attempts.")
-    JOBS_STARTED.labels(report.type).inc()
-    if report.attempts == 1 and report.started_at and report.created_at:
-        QUEUE_WAIT.labels(report.type).observe(max(0.0, (report.started_at - report.created_at).total_seconds()))
-    IN_PROGRESS.inc()
-    started = time.monotonic()
-    extension = report_output(report.type, report.params).extension
-    key = report_key(str(report.user_id), report_id, extension)
-    with job_scratch_dir() as scratch:
-        return _run_claimed(ctx, report, key, os.path.join(scratch, "report" + extension), started)
+def attempt_key(user_id, report_id, token, extension: str) -> str:
+    """Each attempt writes its own object: a loser deleting its file can never touch the winner's."""
+    return f"reports/{user_id}/{report_id}.{token}{extension}"
 
 
-def _run_claimed(ctx: WorkerContext, report, key: str, path: str, started: float) -> str:
-    report_id, rid = str(report.id), report.id
+def run_next_job(ctx: WorkerContext, rung_for: str | None = None) -> str:
+    """What one wake-up message does: claim the next runnable job and run it. Returns the outcome, or
+    `idle` when there was nothing to do. If PostgreSQL stays unreachable for the retry budget, the message
+    is acknowledged anyway: the job is still `queued` in PostgreSQL and the reconciler rings for it again."""
+    s, metrics = ctx.settings, worker_metrics()
     try:
-        rows = _build(ctx, report, path)
-        upload_started = time.monotonic()
-        ctx.storage.upload(key, path)
-        UPLOAD_DURATION.observe(time.monotonic() - upload_started)
-        UPLOADED_BYTES.inc(os.path.getsize(path))
-        size = ctx.storage.size(key)
-        if size is None or size != os.path.getsize(path):
-            raise RuntimeError(f"stored object {key} is missing or incomplete")
-        if not records.succeed(ctx.sessions, rid, rows, size, key):
-            ctx.storage.delete(key)  # cancelled while uploading: the cancel wins
+        report = retry_transient(lambda: records.claim_next(ctx.sessions, s.job_lease_seconds),
+                                 budget=s.transient_retry_seconds, what="claim a job",
+                                 stop=lambda: ctx.shutdown.deadline() is not None,
+                                 on_retry=lambda _exc: metrics.retried.labels("transient").inc())
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        return "unavailable"
+    if report is None:
+        metrics.doorbells.labels("nothing").inc()
+        log.info("nothing to do", extra={"rung_for": rung_for})
+        return "idle"
+    metrics.doorbells.labels("job").inc()
+    return Attempt(ctx, report).run()
+
+
+class Heartbeat:
+    """Renews the attempt's lease every third of it on a thread of its own (saving and uploading a big file
+    call no progress callback), and learns on the way of a cancel request or of the job being taken back."""
+
+    def __init__(self, ctx: WorkerContext, report_id: uuid.UUID, token: uuid.UUID):
+        self.ctx, self.report_id, self.token = ctx, report_id, token
+        self.lease = ctx.settings.job_lease_seconds
+        self.state = records.Lease.HELD
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat_until_stopped, name="lease-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _beat_until_stopped(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            self.beat()
+
+    def beat(self, progress: float | None = None) -> records.Lease:
+        """Renew (and store `progress`); an outage is logged and skipped: if it outlasts the lease, the
+        reconciler decides, and this attempt's token then no longer commits."""
+        try:
+            self.state = records.renew_lease(self.ctx.sessions, self.report_id, self.token, self.lease, progress)
+        except Exception as exc:
+            log.warning("lease not renewed", extra={"error": str(exc), "report_id": str(self.report_id)})
+        return self.state
+
+    def check(self) -> None:
+        """Raise if the job should stop: cancelled by its owner, or no longer this attempt's."""
+        if self.state is records.Lease.LOST:
+            raise LeaseLost()
+        if self.state is records.Lease.CANCEL_REQUESTED:
             raise JobCancelled()
-        JOBS.labels(report.type, "succeeded").inc()
-        ROWS_WRITTEN.labels(report.type).inc(rows)
-        JOB_DURATION.labels(report.type).observe(time.monotonic() - started)
-        ctx.events.publish(str(report.user_id), c.EVENT_SUCCEEDED, {
-            "report_id": report_id, "rows": rows, "size_bytes": size,
-            "download_url": f"/v1/reports/{report_id}/download",
-            # lets the notifier measure creation -> notification, the wait the person sees
-            "created_at": report.created_at.astimezone(UTC).isoformat()})
-        log.info("report succeeded", extra={"rows": rows, "size_bytes": size,
-                                            "seconds": round(time.monotonic() - started, 3)})
-        return c.SUCCEEDED
-    except JobCancelled:
-        return _finish_cancelled(ctx, report)
-    except transient_errors():
-        raise  # an outage, not this job's fault: the task retries it
-    except ValueError as exc:  # bad parameters that slipped past the API: retrying will not help
-        log.exception("report failed")
-        return _finish_failed(ctx, report, f"The report could not be built: {exc}")
-    except Exception:  # anything else (a storage error, a bug) fails the job instead of leaving it running
-        log.exception("report failed")
-        return _finish_failed(ctx, report, "The report could not be built (internal error).")
-    finally:
-        IN_PROGRESS.dec()
 
 
-def transient_errors() -> tuple[type[BaseException], ...]:
-    """Outages of PostgreSQL, Redis or S3: worth retrying the whole job after a pause."""
-    from botocore.exceptions import ConnectionError as BotoConnectionError
-    from botocore.exceptions import EndpointConnectionError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from sqlalchemy.exc import OperationalError
-    return OperationalError, RedisConnectionError, EndpointConnectionError, BotoConnectionError
+class Attempt:
+    """One attempt at one claimed job."""
+
+    def __init__(self, ctx: WorkerContext, report: Report):
+        self.ctx, self.report, self.token = ctx, report, report.attempt_token
+        self.extension = report_output(report.type, report.params).extension
+        self.key = attempt_key(report.user_id, report.id, self.token, self.extension)
+        self.started = time.monotonic()
+        self.heartbeat = Heartbeat(ctx, report.id, self.token)
+        self.uploaded = False
+        self.metrics = worker_metrics()
+
+    def run(self) -> str:
+        report, metrics = self.report, self.metrics
+        report_id_var.set(str(report.id))
+        user_id_var.set(str(report.user_id))
+        log.info("job claimed", extra={"attempt": report.attempts, "type": report.type})
+        if report.attempts > 1:
+            metrics.retried.labels("redelivered").inc()
+        metrics.started.labels(report.type).inc()
+        if report.attempts == 1 and report.started_at and report.created_at:
+            metrics.queue_wait.labels(report.type).observe(
+                max(0.0, (report.started_at - report.created_at).total_seconds()))
+        metrics.in_progress.inc()
+        try:
+            with self.heartbeat, job_scratch_dir() as scratch:
+                return self._run(os.path.join(scratch, "report" + self.extension))
+        finally:
+            metrics.in_progress.dec()
+
+    def _retry(self, step, what: str):
+        """A step retried through outages on the budget; a shutdown during the wait hands the job back."""
+        def stop() -> bool:  # no progress is made during an outage: a shutdown hands the job back at once
+            return self.ctx.shutdown.deadline() is not None
+        try:
+            return retry_transient(step, budget=self.ctx.settings.transient_retry_seconds, what=what, stop=stop,
+                                   on_retry=lambda _exc: self.metrics.retried.labels("transient").inc())
+        except Exception as exc:
+            if is_transient(exc) and stop():
+                raise HandBack() from exc
+            raise
+
+    def _run(self, path: str) -> str:
+        ctx, report = self.ctx, self.report
+        try:
+            rows = self._retry(lambda: _build(ctx, report, path, ProgressThrottle(self)), "build the report")
+            self.heartbeat.check()
+            upload_started = time.monotonic()
+            self.uploaded = True  # from the first byte on, the object may exist
+            self._retry(lambda: ctx.storage.upload(self.key, path), "upload the report")
+            self.metrics.upload_duration.observe(time.monotonic() - upload_started)
+            self.metrics.uploaded_bytes.inc(os.path.getsize(path))
+            size = self._retry(lambda: ctx.storage.size(self.key), "confirm the upload")
+            if size is None or size != os.path.getsize(path):
+                raise RuntimeError(f"stored object {self.key} is missing or incomplete")
+            ending = self._retry(lambda: records.end_attempt(ctx.sessions, report.id, self.token, c.SUCCEEDED,
+                                                             rows=rows, size_bytes=size, storage_key=self.key,
+                                                             progress=1.0, error=None), "record the success")
+            if ending is None:
+                raise LeaseLost()
+            if ending.status != c.SUCCEEDED:  # cancelled while uploading: the cancel wins
+                self._discard_object()
+            else:
+                self.metrics.rows.labels(report.type).inc(rows)
+                self.metrics.duration.labels(report.type).observe(time.monotonic() - self.started)
+                log.info("report succeeded", extra={"rows": rows, "size_bytes": size,
+                                                    "seconds": round(time.monotonic() - self.started, 3)})
+            return self._announce(ending)
+        except JobCancelled:
+            return self._end(c.CANCELLED)
+        except LeaseLost:
+            self._discard_object()
+            log.warning("job was taken back from this attempt; its work is discarded")
+            return "lease_lost"
+        except HandBack:
+            return self._hand_back()
+        except SoftTimeLimitExceeded:
+            return self._end(c.FAILED, error=f"The report took longer than the {ctx.settings.job_time_limit_seconds}"
+                                             " s time limit and was stopped.")
+        except ValueError as exc:  # bad parameters that slipped past the API: retrying will not help
+            log.exception("report failed")
+            return self._end(c.FAILED, error=f"The report could not be built: {exc}")
+        except Exception as exc:
+            if is_transient(exc):
+                log.error("report failed: an outage outlasted the retry budget")
+                budget = ctx.settings.transient_retry_seconds
+                return self._end(c.FAILED, error="A service the report needs (database, event store or file "
+                                                 f"storage) stayed unavailable for {budget} s; please try again.")
+            log.exception("report failed")  # a storage error that is no outage, a bug: fail, never hang
+            return self._end(c.FAILED, error="The report could not be built (internal error).")
+
+    def _end(self, status: str, **values) -> str:
+        """Finish this attempt's job as `status` (failed or cancelled), deleting its object. If even that
+        cannot be recorded, the job is left to the reconciler once the lease runs out."""
+        self._discard_object()
+        try:
+            ending = self._retry(lambda: records.end_attempt(self.ctx.sessions, self.report.id, self.token,
+                                                             status, **values), f"record the job as {status}")
+        except Exception as exc:
+            log.error("the job's end could not be recorded; the reconciler will take it back",
+                      extra={"error": str(exc), "status": status})
+            return "abandoned"
+        if ending is None:
+            return "lease_lost"
+        return self._announce(ending)
+
+    def _announce(self, ending: records.Ending) -> str:
+        self.metrics.jobs.labels(self.report.type, ending.status).inc()
+        if ending.status == c.CANCELLED:
+            log.info("report cancelled")
+        self.ctx.outbox.publish_after_commit(ending.event)
+        return ending.status
+
+    def _hand_back(self) -> str:
+        self._discard_object()
+        try:
+            handed = records.hand_back(self.ctx.sessions, self.report.id, self.token)
+        except Exception as exc:
+            log.error("could not hand the job back; the reconciler will take it back", extra={"error": str(exc)})
+            return "abandoned"
+        if handed:
+            self.metrics.retried.labels("handed_back").inc()
+            log.info("job handed back on shutdown")
+            try:
+                ring_doorbell(self.ctx.celery, str(self.report.id))
+            except Exception as exc:  # the reconciler rings for queued jobs that have no message
+                log.warning("doorbell not sent for the handed back job", extra={"error": str(exc)})
+        return "handed_back"
+
+    def _discard_object(self) -> None:
+        if not self.uploaded:
+            return
+        try:
+            self.ctx.storage.delete(self.key)
+        except Exception as exc:  # an orphan file, never a wrong one: the key is this attempt's alone
+            log.warning("could not delete this attempt's object", extra={"key": self.key, "error": str(exc)})
 
 
-def _build(ctx: WorkerContext, report, path: str) -> int:
-    return build_report(report.type, report.params, path, ProgressThrottle(ctx, report), sessions=ctx.sessions,
-                        user_id=report.user_id, xlsx_engine=ctx.settings.xlsx_engine)
+def _build(ctx: WorkerContext, report: Report, path: str, on_rows) -> int:
+    return build_report(report.type, report.params, path, on_rows, sessions=ctx.sessions, user_id=report.user_id,
+                        xlsx_engine=ctx.settings.xlsx_engine)
 
 
 class ProgressThrottle:
-    """The builders' progress callback: stores and announces progress at most once per interval, and
-    checks for a cancel request each time (so a cancelled job stops within about one interval)."""
+    """The builders' progress callback. On every call it stops the build when the job was cancelled or
+    taken back, or must be handed back for a shutdown; at most once per PROGRESS_INTERVAL_SECONDS it stores
+    the progress (renewing the lease) and publishes it. Storing and publishing progress are best effort:
+    their failure never fails, retries or stops a job."""
 
-    def __init__(self, ctx: WorkerContext, report):
-        self.ctx, self.report = ctx, report
+    def __init__(self, attempt: Attempt):
+        self.attempt = attempt
+        ctx = attempt.ctx
+        self.ctx, self.report, self.heartbeat = ctx, attempt.report, attempt.heartbeat
         self.interval = ctx.settings.progress_interval_seconds
-        self.last_sent, self.last_progress = time.monotonic(), 0.0
+        self.last_sent, self.last_progress, self.quiet_until = time.monotonic(), 0.0, 0.0
 
     def __call__(self, done: int, total: int) -> None:
+        self.heartbeat.check()
+        fraction = done / max(total, 1)
+        if self.ctx.shutdown.should_hand_back(fraction, time.monotonic() - self.attempt.started):
+            raise HandBack()
         now = time.monotonic()
         if now - self.last_sent < self.interval:
             return
-        progress = round(min(0.99, 0.95 * done / max(total, 1)), 4)  # saving and uploading take the rest
+        progress = round(min(0.99, 0.95 * fraction), 4)  # saving and uploading take the rest
         self.last_sent = now
-        if not records.record_progress(self.ctx.sessions, self.report.id, progress):
-            raise JobCancelled()
-        if progress > self.last_progress:
+        self.heartbeat.beat(progress)
+        self.heartbeat.check()
+        if progress > self.last_progress and now >= self.quiet_until:
             self.last_progress = progress
-            self.ctx.events.publish(str(self.report.user_id), c.EVENT_PROGRESS,
-                                    {"report_id": str(self.report.id), "progress": progress})
-
-
-def _not_runnable(ctx: WorkerContext, rid: uuid.UUID) -> str:
-    """A delivery for a report that is gone, finished, or waiting to be cancelled."""
-    report = records.load(ctx.sessions, rid)
-    if report is None:
-        log.warning("report no longer exists")
-        return "missing"
-    if report.status in c.ACTIVE_STATUSES and report.cancel_requested:
-        return _finish_cancelled(ctx, report)
-    log.info("report already finished; nothing to do", extra={"status": report.status})
-    return report.status
-
-
-def _finish_cancelled(ctx: WorkerContext, report) -> str:
-    if records.cancel(ctx.sessions, report.id):
-        JOBS.labels(report.type, "cancelled").inc()
-        ctx.events.publish(str(report.user_id), c.EVENT_CANCELLED, {"report_id": str(report.id)})
-        log.info("report cancelled")
-    return c.CANCELLED
-
-
-def _finish_failed(ctx: WorkerContext, report, error: str) -> str:
-    if records.fail(ctx.sessions, report.id, error):
-        JOBS.labels(report.type, "failed").inc()
-        ctx.events.publish(str(report.user_id), c.EVENT_FAILED, {"report_id": str(report.id), "error": error})
-    return c.FAILED
-
-
-def fail_after_retries(ctx: WorkerContext, report_id: str, error: str) -> None:
-    """Called when transient errors outlast the task's retries."""
-    report = records.load(ctx.sessions, uuid.UUID(report_id))
-    if report is not None:
-        _finish_failed(ctx, report, error)
+            try:
+                self.ctx.events.publish(str(self.report.user_id), c.EVENT_PROGRESS,
+                                        {"report_id": str(self.report.id), "progress": progress})
+            except Exception as exc:
+                self.quiet_until = now + PROGRESS_QUIET_SECONDS
+                log.warning("progress event not published", extra={"error": str(exc)})

@@ -1,26 +1,120 @@
-"""Guarded state changes of a report row: each UPDATE names the state it leaves, so a late or repeated
-delivery of a job can never move a finished report (queued -> running -> succeeded|failed|cancelled)."""
+"""State changes of report rows made by the worker and its reconciler. PostgreSQL holds the truth:
+
+- `claim_next` takes the next runnable job (`queued -> running`) with a fresh attempt token and a lease;
+  `runnable_jobs` is the one place that decides the order.
+- Every change an attempt makes afterwards names its token (`renew_lease`, `end_attempt`, `hand_back`), so
+  an attempt whose job was taken back can never commit anything.
+- The reconciler takes back running jobs whose lease ran out (`take_back_expired`) and finds queued jobs
+  whose wake-up message may be lost (`queued_to_ring`).
+A job that ends (succeeded, failed, cancelled) gets its outbox event in the same transaction.
+"""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
 
-from sqlalchemy import update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
-from reportflow_common.db import Report, transaction, utcnow
+from reportflow_common.db import Report, transaction
+from reportflow_common.outbox import PendingEvent, add_terminal_event
 
 
-def claim(sessions: sessionmaker[Session], report_id: uuid.UUID) -> Report | None:
-    """queued (or running, when redelivered after a crash) -> running; None when there is nothing to run."""
+def runnable_jobs() -> Select:
+    """Queued jobs in the order workers take them: first come, first served. The only place that decides
+    the order (fair scheduling between users changes this function alone)."""
+    return (select(Report.id).where(Report.status == c.QUEUED, Report.cancel_requested.is_(False))
+            .order_by(Report.created_at, Report.id))
+
+
+def _lease(seconds: float):
+    return func.now() + timedelta(seconds=seconds)
+
+
+def claim_next(sessions: sessionmaker[Session], lease_seconds: float) -> Report | None:
+    """The next runnable job, now `running` under a new attempt token and lease; None when there is none.
+    SKIP LOCKED lets concurrent claims take different jobs instead of waiting for each other."""
+    token = uuid.uuid4()
     with transaction(sessions) as s:
-        row = s.execute(
-            update(Report)
-            .where(Report.id == report_id, Report.status.in_(c.ACTIVE_STATUSES), Report.cancel_requested.is_(False))
-            .values(status=c.RUNNING, started_at=utcnow(), attempts=Report.attempts + 1, progress=0.0)
+        target = runnable_jobs().limit(1).with_for_update(skip_locked=True).scalar_subquery()
+        return s.execute(
+            update(Report).where(Report.id == target, Report.status == c.QUEUED)
+            .values(status=c.RUNNING, attempt_token=token, lease_expires_at=_lease(lease_seconds),
+                    attempts=Report.attempts + 1, started_at=func.now(), progress=0.0)
             .returning(Report)
         ).scalar_one_or_none()
-    return row
+
+
+def _held_by(report_id: uuid.UUID, token: uuid.UUID) -> tuple:
+    return Report.id == report_id, Report.status == c.RUNNING, Report.attempt_token == token
+
+
+class Lease(Enum):
+    HELD = "held"
+    CANCEL_REQUESTED = "cancel_requested"
+    LOST = "lost"  # taken back, finished or deleted: this attempt must stop and commit nothing
+
+
+def renew_lease(sessions: sessionmaker[Session], report_id: uuid.UUID, token: uuid.UUID, lease_seconds: float,
+                progress: float | None = None) -> Lease:
+    """The heartbeat (and, with `progress`, the progress store): extends this attempt's lease."""
+    values = {"lease_expires_at": _lease(lease_seconds)}
+    if progress is not None:
+        values["progress"] = progress
+    with transaction(sessions) as s:
+        cancel = s.execute(update(Report).where(*_held_by(report_id, token)).values(**values)
+                           .returning(Report.cancel_requested)).scalar_one_or_none()
+    if cancel is None:
+        return Lease.LOST
+    return Lease.CANCEL_REQUESTED if cancel else Lease.HELD
+
+
+@dataclass(frozen=True)
+class Ending:
+    status: str
+    event: PendingEvent
+
+
+def _finish(s: Session, report: Report, status: str, **values) -> Ending:
+    for name, value in {"status": status, "finished_at": func.now(), "attempt_token": None,
+                        "lease_expires_at": None, **values}.items():
+        setattr(report, name, value)
+    s.flush()
+    s.refresh(report)  # finished_at from the database, for the event
+    return Ending(status, PendingEvent.of(add_terminal_event(s, report)))
+
+
+def end_attempt(sessions: sessionmaker[Session], report_id: uuid.UUID, token: uuid.UUID, status: str,
+                **values) -> Ending | None:
+    """This attempt's job -> succeeded|failed|cancelled, with its event, in one transaction. A success
+    that meets a cancel request ends `cancelled` (the cancel wins). None when the attempt no longer holds
+    the job (its lease was taken back, or the report was deleted): then nothing is changed."""
+    with transaction(sessions) as s:
+        report = s.scalar(select(Report).where(*_held_by(report_id, token)).with_for_update())
+        if report is None:
+            return None
+        if status == c.SUCCEEDED and report.cancel_requested:
+            return _finish(s, report, c.CANCELLED)
+        return _finish(s, report, status, **values)
+
+
+def hand_back(sessions: sessionmaker[Session], report_id: uuid.UUID, token: uuid.UUID) -> bool:
+    """This attempt gives its job back to the queue (shutdown): not counted as an attempt; False when the
+    attempt no longer held it."""
+    with transaction(sessions) as s:
+        return s.execute(update(Report).where(*_held_by(report_id, token)).values(
+            status=c.QUEUED, attempt_token=None, lease_expires_at=None, attempts=Report.attempts - 1,
+            progress=0.0, started_at=None, rung_at=func.now())).rowcount == 1
+
+
+def mark_rung(sessions: sessionmaker[Session], report_ids: list[uuid.UUID]) -> None:
+    if report_ids:
+        with transaction(sessions) as s:
+            s.execute(update(Report).where(Report.id.in_(report_ids), Report.status == c.QUEUED)
+                      .values(rung_at=func.now()))
 
 
 def load(sessions: sessionmaker[Session], report_id: uuid.UUID) -> Report | None:
@@ -28,37 +122,55 @@ def load(sessions: sessionmaker[Session], report_id: uuid.UUID) -> Report | None
         return s.get(Report, report_id)
 
 
-def record_progress(sessions: sessionmaker[Session], report_id: uuid.UUID, progress: float) -> bool:
-    """Store progress; False when the job should stop (a cancel was requested, or the row is gone)."""
+# The reconciler's queries
+
+@dataclass(frozen=True)
+class TakenBack:
+    report_id: uuid.UUID
+    user_id: uuid.UUID
+    type: str
+    params: dict
+    status: str  # queued (to run again), failed (attempts used up) or cancelled (a cancel was waiting)
+    dead_token: uuid.UUID | None
+    event: PendingEvent | None
+
+
+def gave_up_error(attempts: int) -> str:
+    return (f"Gave up after {attempts} attempt{'s' if attempts != 1 else ''}: "
+            "the worker running it stopped responding each time.")
+
+
+def take_back_expired(sessions: sessionmaker[Session], max_attempts: int, limit: int = 100) -> list[TakenBack]:
+    """Running jobs whose lease ran out (their worker vanished, or was cut off): back to `queued`, or
+    `failed` once `max_attempts` attempts have started, or `cancelled` when a cancel was requested."""
+    taken = []
     with transaction(sessions) as s:
-        cancel = s.execute(
-            update(Report).where(Report.id == report_id, Report.status == c.RUNNING)
-            .values(progress=progress).returning(Report.cancel_requested)
-        ).scalar_one_or_none()
-    return cancel is False
+        expired = s.scalars(select(Report).where(Report.status == c.RUNNING, Report.lease_expires_at < func.now())
+                            .order_by(Report.lease_expires_at).limit(limit).with_for_update(skip_locked=True))
+        for report in list(expired):
+            dead, ending = report.attempt_token, None
+            if report.cancel_requested:
+                ending = _finish(s, report, c.CANCELLED)
+            elif report.attempts >= max_attempts:
+                ending = _finish(s, report, c.FAILED, error=gave_up_error(report.attempts))
+            else:
+                report.status, report.attempt_token, report.lease_expires_at = c.QUEUED, None, None
+                report.progress, report.started_at, report.rung_at = 0.0, None, None
+            taken.append(TakenBack(report.id, report.user_id, report.type, dict(report.params),
+                                   ending.status if ending else c.QUEUED, dead, ending.event if ending else None))
+    return taken
 
 
-def succeed(sessions: sessionmaker[Session], report_id: uuid.UUID, rows: int, size: int, key: str) -> bool:
-    with transaction(sessions) as s:
-        return s.execute(
-            update(Report).where(Report.id == report_id, Report.status == c.RUNNING,
-                                 Report.cancel_requested.is_(False))
-            .values(status=c.SUCCEEDED, rows=rows, size_bytes=size, storage_key=key, progress=1.0,
-                    finished_at=utcnow(), error=None)
-        ).rowcount == 1
+def count_queued(sessions: sessionmaker[Session]) -> int:
+    with sessions() as s:
+        return s.scalar(select(func.count()).select_from(Report).where(
+            Report.status == c.QUEUED, Report.cancel_requested.is_(False)))
 
 
-def fail(sessions: sessionmaker[Session], report_id: uuid.UUID, error: str) -> bool:
-    with transaction(sessions) as s:
-        return s.execute(
-            update(Report).where(Report.id == report_id, Report.status.in_(c.ACTIVE_STATUSES))
-            .values(status=c.FAILED, error=error, finished_at=utcnow())
-        ).rowcount == 1
-
-
-def cancel(sessions: sessionmaker[Session], report_id: uuid.UUID) -> bool:
-    with transaction(sessions) as s:
-        return s.execute(
-            update(Report).where(Report.id == report_id, Report.status.in_(c.ACTIVE_STATUSES))
-            .values(status=c.CANCELLED, finished_at=utcnow())
-        ).rowcount == 1
+def queued_to_ring(sessions: sessionmaker[Session], rung_before_seconds: float, limit: int) -> list[uuid.UUID]:
+    """Queued jobs not rung for `rung_before_seconds` (or never), never-rung first, then in run order."""
+    stale = runnable_jobs().where((Report.rung_at.is_(None))
+                                  | (Report.rung_at < func.now() - timedelta(seconds=rung_before_seconds)))
+    query = stale.order_by(None).order_by(Report.rung_at.asc().nulls_first(), Report.created_at, Report.id)
+    with sessions() as s:
+        return list(s.scalars(query.limit(limit)))

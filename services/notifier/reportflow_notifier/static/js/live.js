@@ -1,10 +1,11 @@
 // The Socket.IO connection: one per signed-in page, on the page's own origin, recovering by itself.
 //
-// - socketAuth() is the one place that builds the connect `auth` ({token, last_seq}); it runs on every
-//   (re)connect, so a reconnect carries the current token and the last seq handled, and the server
+// - socketAuth() is the one place that builds the connect `auth` ({token, last_seq, epoch}); it runs on every
+//   (re)connect, so a reconnect carries the current token and the (epoch, last seq) handled, and the server
 //   replays what was missed.
 // - onResync({initial}) is called whenever the page cannot rely on replay (the first connect, a reconnect
-//   before any event gave a seq, a gap in seq) and must reload its list over HTTP.
+//   before any event gave a seq, a gap in seq, an `events.reset` from the server) and must reload its list
+//   over HTTP.
 // - tokensChanged(token) is where a fresh access token reaches the open socket.
 import { EVENTS } from "./model.js";
 
@@ -23,6 +24,7 @@ export class Live {
     this.transports = transports || ["websocket", "polling"];
     this.socket = null;
     this.lastSeq = null; // null: nothing handled on this page yet, so nothing to replay from
+    this.epoch = null; // the numbering lastSeq belongs to (docs/events.md)
     this.watchdog = null;
     this.state = null;
     this.connections = 0;
@@ -33,6 +35,7 @@ export class Live {
   socketAuth() {
     const auth = { token: this.session.access };
     if (this.lastSeq !== null) auth.last_seq = this.lastSeq;
+    if (this.lastSeq !== null && this.epoch) auth.epoch = this.epoch;
     return auth;
   }
 
@@ -51,6 +54,7 @@ export class Live {
     socket.on("disconnect", () => this.setState(navigator.onLine === false ? "offline" : "connecting"));
     socket.on("connect_error", (err) => this.refused(err));
     for (const name of EVENTS) socket.on(name, (payload) => this.received(name, payload));
+    socket.on("events.reset", (payload) => this.reset(payload));
     window.addEventListener("offline", this.onBrowserOffline);
     window.addEventListener("online", this.onBrowserOnline);
     this.watchdog = setInterval(() => this.keepAlive(), WATCHDOG_MS);
@@ -66,15 +70,26 @@ export class Live {
     }
     this.socket = null;
     this.lastSeq = null;
+    this.epoch = null;
   }
 
   received(name, payload) {
     if (typeof payload.seq !== "number") return;
-    if (this.lastSeq !== null && payload.seq <= this.lastSeq) return; // already handled (the server does not resend)
-    const gap = this.lastSeq !== null && payload.seq > this.lastSeq + 1;
+    const sameEpoch = !payload.epoch || !this.epoch || payload.epoch === this.epoch;
+    if (sameEpoch && this.lastSeq !== null && payload.seq <= this.lastSeq) return; // already handled
+    const gap = this.lastSeq !== null && (!sameEpoch || payload.seq > this.lastSeq + 1);
     this.lastSeq = payload.seq;
+    if (payload.epoch) this.epoch = payload.epoch;
     this.onEvent(name, payload);
     if (gap) this.onResync({ initial: false }); // the server's history no longer holds what came in between
+  }
+
+  /** The server cannot replay from our point (its event log was lost or expired): continue from its point
+   * and reload the list over HTTP, which holds every report's current state. */
+  reset(payload) {
+    this.epoch = payload.epoch;
+    this.lastSeq = payload.seq;
+    this.onResync({ initial: false });
   }
 
   async refused(err) {

@@ -1,0 +1,323 @@
+"""The worker's hold on jobs, against real PostgreSQL, Redis (event log and broker) and the S3 server: claims,
+attempt tokens and leases, the reconciler, the outbox, and one winner per job. In process, no Celery worker:
+the functions the task and the reconciler thread call are called directly."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from redis import Redis
+from sqlalchemy import select, text, update
+
+from reportflow_common import contracts as c
+from reportflow_common.db import OutboxEvent, Report, User, make_engine, make_session_factory, transaction, utcnow
+from reportflow_common.events import EventLog
+from reportflow_common.outbox import OutboxPublisher
+from reportflow_common.queue import make_celery
+from reportflow_common.settings import WORKER, load_settings
+from reportflow_common.storage import make_storage
+from reportflow_worker import records
+from reportflow_worker.jobs import Attempt, WorkerContext, attempt_key, run_next_job
+from reportflow_worker.reconciler import LOCK_KEY, Reconciler
+from reportflow_worker.shutdown import ShutdownClock
+
+
+@pytest.fixture(scope="module")
+def settings(infra):
+    broker = infra.redis.url.rsplit("/", 1)[0] + "/2"  # a broker database of this module's own
+    return load_settings(WORKER, infra.base_env(BROKER_URL=broker, JOB_LEASE_SECONDS="3", MAX_JOB_ATTEMPTS="2",
+                                                REQUEUE_AFTER_SECONDS="5", PROGRESS_INTERVAL_SECONDS="0.01"))
+
+
+@pytest.fixture(scope="module")
+def engine(settings):
+    engine = make_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def sessions(engine):
+    return make_session_factory(engine)
+
+
+@pytest.fixture(scope="module")
+def redis(settings):
+    client = Redis.from_url(settings.redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def broker(settings):
+    client = Redis.from_url(settings.effective_broker_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def ctx(settings, sessions, redis):
+    events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
+                      history_ttl=settings.event_history_ttl_seconds)
+    return WorkerContext(settings, sessions, redis, make_storage(settings), events, OutboxPublisher(sessions, events),
+                         make_celery(settings, "test-worker"), ShutdownClock(settings.graceful_timeout_seconds))
+
+
+@pytest.fixture(scope="module")
+def reconciler(ctx, engine, broker):
+    return Reconciler(ctx.settings, engine, ctx.sessions, broker, ctx.storage, ctx.outbox, ctx.celery)
+
+
+@pytest.fixture(autouse=True)
+def only_this_tests_jobs(sessions, broker):
+    """Claims take the oldest queued job in the whole database: each test starts and ends with none."""
+    def clear():
+        with transaction(sessions) as s:
+            s.execute(update(Report).where(Report.status.in_(c.ACTIVE_STATUSES))
+                      .values(status=c.CANCELLED, attempt_token=None, lease_expires_at=None))
+            s.execute(update(OutboxEvent).where(OutboxEvent.published_at.is_(None)).values(published_at=utcnow()))
+        broker.delete(c.REPORTS_QUEUE)
+    clear()
+    yield
+    clear()
+
+
+@pytest.fixture()
+def user(sessions) -> uuid.UUID:
+    user_id = uuid.uuid4()
+    with transaction(sessions) as s:
+        s.add(User(id=user_id, email=f"worker-{user_id.hex[:12]}@example.com", password_hash="x"))
+    return user_id
+
+
+def queued(sessions, user_id, rows: int = 30, age_seconds: float = 0, rung: bool = True) -> uuid.UUID:
+    created = utcnow() - timedelta(seconds=age_seconds)
+    report = Report(id=uuid.uuid4(), user_id=user_id, type="demo", params={"rows": rows, "columns": 3, "seed": 1},
+                    status=c.QUEUED, progress=0.0, created_at=created, rung_at=created if rung else None)
+    with transaction(sessions) as s:
+        s.add(report)
+    return report.id
+
+
+def row(sessions, report_id) -> Report:
+    return records.load(sessions, report_id)
+
+
+def expire_lease(sessions, report_id) -> None:
+    with transaction(sessions) as s:
+        s.execute(update(Report).where(Report.id == report_id)
+                  .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+
+
+def outbox(sessions, report_id) -> list[OutboxEvent]:
+    with sessions() as s:
+        return list(s.scalars(select(OutboxEvent).where(OutboxEvent.report_id == report_id)
+                              .order_by(OutboxEvent.id)))
+
+
+# Claims
+
+def test_claims_take_the_oldest_runnable_job_and_skip_one_another(sessions, user):
+    older, newer = queued(sessions, user, age_seconds=10), queued(sessions, user, age_seconds=5)
+    with sessions() as other, other.begin():  # another worker's claim, in flight, holds the oldest row
+        other.execute(select(Report).where(Report.id == older).with_for_update())
+        second = records.claim_next(sessions, 30)
+        assert second.id == newer  # skipped the locked row instead of waiting for it
+        assert records.claim_next(sessions, 30) is None
+    first = records.claim_next(sessions, 30)
+    assert first.id == older and first.status == c.RUNNING and first.attempts == 1
+    assert first.attempt_token and first.attempt_token != second.attempt_token
+    assert first.lease_expires_at > utcnow() + timedelta(seconds=25)
+
+
+def test_a_cancel_requested_or_finished_job_is_not_claimed(sessions, user):
+    report_id = queued(sessions, user)
+    with transaction(sessions) as s:
+        s.execute(update(Report).where(Report.id == report_id).values(cancel_requested=True))
+    assert records.claim_next(sessions, 30) is None
+
+
+def test_only_the_attempt_holding_the_job_changes_it(sessions, user):
+    report_id = queued(sessions, user)
+    claim = records.claim_next(sessions, 30)
+    stranger = uuid.uuid4()
+    assert records.renew_lease(sessions, report_id, stranger, 30) is records.Lease.LOST
+    assert records.end_attempt(sessions, report_id, stranger, c.SUCCEEDED, rows=1) is None
+    assert records.hand_back(sessions, report_id, stranger) is False
+    assert row(sessions, report_id).status == c.RUNNING
+    assert records.renew_lease(sessions, report_id, claim.attempt_token, 30, progress=0.5) is records.Lease.HELD
+    assert row(sessions, report_id).progress == 0.5
+
+
+def test_a_success_that_meets_a_cancel_ends_cancelled_with_its_event_in_the_same_commit(sessions, user):
+    report_id = queued(sessions, user)
+    claim = records.claim_next(sessions, 30)
+    with transaction(sessions) as s:
+        s.execute(update(Report).where(Report.id == report_id).values(cancel_requested=True))
+    assert records.renew_lease(sessions, report_id, claim.attempt_token, 30) is records.Lease.CANCEL_REQUESTED
+    ending = records.end_attempt(sessions, report_id, claim.attempt_token, c.SUCCEEDED, rows=30, size_bytes=1,
+                                 storage_key="k", progress=1.0)
+    assert ending.status == c.CANCELLED and ending.event.event == c.EVENT_CANCELLED
+    final = row(sessions, report_id)
+    assert final.status == c.CANCELLED and final.storage_key is None and final.attempt_token is None
+    (entry,) = outbox(sessions, report_id)
+    assert entry.event == c.EVENT_CANCELLED and entry.payload == {"report_id": str(report_id)}
+    assert entry.published_at is None  # published after the commit, by the caller or the reconciler
+
+
+def test_a_handed_back_job_is_queued_again_and_the_attempt_does_not_count(sessions, user):
+    report_id = queued(sessions, user)
+    claim = records.claim_next(sessions, 30)
+    assert records.hand_back(sessions, report_id, claim.attempt_token) is True
+    again = row(sessions, report_id)
+    assert (again.status, again.attempts, again.attempt_token, again.started_at) == (c.QUEUED, 0, None, None)
+    assert records.claim_next(sessions, 30).attempts == 1
+
+
+# The reconciler
+
+def test_an_expired_lease_is_taken_back_rung_for_and_its_dead_attempt_can_no_longer_commit(
+        sessions, user, reconciler, broker, ctx):
+    report_id = queued(sessions, user)
+    dead = records.claim_next(sessions, 30)
+    ctx.storage.upload(attempt_key(user, report_id, dead.attempt_token, ".xlsx"), __file__)  # died after uploading
+    expire_lease(sessions, report_id)
+    done = reconciler.run_once()
+    assert done["taken_back"] == 1 and broker.llen(c.REPORTS_QUEUE) == 1
+    back = row(sessions, report_id)
+    assert back.status == c.QUEUED and back.attempt_token is None and back.rung_at is not None
+    assert ctx.storage.size(attempt_key(user, report_id, dead.attempt_token, ".xlsx")) is None  # the dead one's object
+    assert records.end_attempt(sessions, report_id, dead.attempt_token, c.SUCCEEDED, rows=1) is None
+    assert records.claim_next(sessions, 30).attempts == 2
+
+
+def test_the_last_attempt_allowed_ends_failed_with_a_clear_error_and_its_event(sessions, user, reconciler):
+    report_id = queued(sessions, user)
+    for _ in range(2):  # MAX_JOB_ATTEMPTS=2 here
+        records.claim_next(sessions, 30)
+        expire_lease(sessions, report_id)
+        reconciler.run_once()
+    final = row(sessions, report_id)
+    assert final.status == c.FAILED and final.attempts == 2 and final.finished_at
+    assert final.error == "Gave up after 2 attempts: the worker running it stopped responding each time."
+    (entry,) = outbox(sessions, report_id)
+    assert entry.event == c.EVENT_FAILED and entry.payload["error"] == final.error
+    assert entry.published_at is not None  # published right after the take-back
+
+
+def test_a_job_whose_worker_vanished_with_a_cancel_waiting_ends_cancelled(sessions, user, reconciler):
+    report_id = queued(sessions, user)
+    records.claim_next(sessions, 30)
+    with transaction(sessions) as s:
+        s.execute(update(Report).where(Report.id == report_id).values(cancel_requested=True))
+    expire_lease(sessions, report_id)
+    reconciler.run_once()
+    assert row(sessions, report_id).status == c.CANCELLED
+    assert [e.event for e in outbox(sessions, report_id)] == [c.EVENT_CANCELLED]
+
+
+def test_queued_jobs_without_a_message_are_rung_for_once_the_ring_is_old(sessions, user, reconciler, broker):
+    """Redis lost the queue, or the reports service died between its commit and the message."""
+    stale = [queued(sessions, user, age_seconds=60) for _ in range(3)]
+    fresh = queued(sessions, user)  # its message may still be on its way: left alone
+    never = queued(sessions, user, rung=False)  # created by a process that died before ringing
+    assert reconciler.run_once()["rung"] == 4
+    assert broker.llen(c.REPORTS_QUEUE) == 4
+    assert row(sessions, fresh).rung_at < row(sessions, stale[0]).rung_at
+    assert row(sessions, never).rung_at is not None
+    assert reconciler.run_once()["rung"] == 0  # the broker holds a message per job now
+    broker.delete(c.REPORTS_QUEUE)
+    assert reconciler.run_once()["rung"] == 0  # lost again, but rung just now: not before REQUEUE_AFTER
+
+
+def test_a_backlog_the_broker_holds_is_not_rung_again(sessions, user, reconciler, ctx, broker):
+    for _ in range(3):
+        report_id = queued(sessions, user, age_seconds=60)
+        ctx.celery.send_task(c.BUILD_REPORT_TASK, args=[str(report_id)], queue=c.REPORTS_QUEUE)
+    assert reconciler.run_once()["rung"] == 0 and broker.llen(c.REPORTS_QUEUE) == 3
+
+
+def test_one_reconciler_pass_at_a_time_across_replicas(reconciler, engine):
+    with engine.begin() as other_replica:
+        assert other_replica.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}).scalar()
+        assert reconciler.run_once() is None
+    assert reconciler.run_once() is not None
+
+
+def test_committed_events_left_unpublished_are_published_once(sessions, user, reconciler, ctx):
+    report_id = queued(sessions, user)
+    claim = records.claim_next(sessions, 30)
+    ending = records.end_attempt(sessions, report_id, claim.attempt_token, c.FAILED, error="boom")
+    with transaction(sessions) as s:  # as if committed a few seconds ago, and the publisher died
+        s.execute(update(OutboxEvent).where(OutboxEvent.id == ending.event.id)
+                  .values(created_at=utcnow() - timedelta(seconds=10)))
+    before = ctx.events.last_seq(str(user))
+    ctx.events.publish_once(ending.event.id, str(user), ending.event.event, ending.event.payload)  # got this far
+    assert reconciler.run_once()["published"] == 1
+    assert reconciler.run_once()["published"] == 0
+    logged = ctx.events.since(str(user), before)
+    assert [(name, p["report_id"], p["error"]) for name, p in logged] == [(c.EVENT_FAILED, str(report_id), "boom")]
+    assert outbox(sessions, report_id)[0].published_at is not None
+
+
+# Attempts end to end (a real build, upload and commit)
+
+def test_a_doorbell_runs_the_next_job_to_success_and_announces_it(sessions, user, ctx):
+    report_id = queued(sessions, user, rows=200)
+    assert run_next_job(ctx, rung_for="anything") == c.SUCCEEDED
+    final = row(sessions, report_id)
+    assert final.status == c.SUCCEEDED and final.rows == 200 and final.progress == 1.0
+    assert final.storage_key.startswith(f"reports/{user}/{report_id}.") and final.storage_key.endswith(".xlsx")
+    assert ctx.storage.size(final.storage_key) == final.size_bytes
+    (name, payload), = [e for e in ctx.events.since(str(user), 0) if e[0] != c.EVENT_PROGRESS]
+    assert name == c.EVENT_SUCCEEDED and payload["report_id"] == str(report_id) and payload["rows"] == 200
+    assert payload["epoch"] and payload["download_url"] == f"/v1/reports/{report_id}/download"
+    assert outbox(sessions, report_id)[0].published_at is not None
+    assert run_next_job(ctx) == "idle"  # a doorbell that finds nothing to do
+
+
+def test_the_loser_of_two_attempts_deletes_only_its_own_object(sessions, user, ctx, reconciler):
+    """Attempt A is cut off (its lease runs out) but keeps going; B takes the job and wins. A uploads, fails
+    to commit, and removes its own object: B's file and row stay."""
+    report_id = queued(sessions, user, rows=100)
+    a = records.claim_next(sessions, 30)
+    expire_lease(sessions, report_id)
+    reconciler.run_once()
+    assert run_next_job(ctx) == c.SUCCEEDED  # attempt B
+    winner = row(sessions, report_id)
+    assert Attempt(ctx, a).run() == "lease_lost"
+    assert ctx.storage.size(attempt_key(user, report_id, a.attempt_token, ".xlsx")) is None
+    assert ctx.storage.size(winner.storage_key) == winner.size_bytes
+    after = row(sessions, report_id)
+    assert (after.status, after.storage_key, after.attempts) == (c.SUCCEEDED, winner.storage_key, 2)
+
+
+def test_a_cancel_during_the_build_stops_it_and_leaves_no_file(sessions, user, ctx):
+    report_id = queued(sessions, user, rows=50_000)
+    claim = records.claim_next(sessions, 30)
+    with transaction(sessions) as s:
+        s.execute(update(Report).where(Report.id == report_id).values(cancel_requested=True))
+    assert Attempt(ctx, claim).run() == c.CANCELLED
+    final = row(sessions, report_id)
+    assert final.status == c.CANCELLED and final.rows is None
+    assert ctx.storage.size(attempt_key(user, report_id, claim.attempt_token, ".xlsx")) is None
+
+
+def test_an_unbuildable_job_fails_with_its_reason(sessions, user, ctx):
+    report_id = queued(sessions, user)
+    with transaction(sessions) as s:
+        s.execute(update(Report).where(Report.id == report_id).values(type="no-such-type"))
+    assert run_next_job(ctx) == c.FAILED
+    assert row(sessions, report_id).error == "The report could not be built: unknown report type 'no-such-type'"
+
+
+def test_a_job_of_a_shutting_down_worker_that_cannot_finish_is_handed_back(sessions, user, ctx, broker):
+    report_id = queued(sessions, user, rows=300_000)
+    claim = records.claim_next(sessions, 30)
+    closing = WorkerContext(**{**ctx.__dict__, "shutdown": ShutdownClock(3)})
+    closing.shutdown.request()
+    assert Attempt(closing, claim).run() == "handed_back"
+    back = row(sessions, report_id)
+    assert (back.status, back.attempts, back.attempt_token) == (c.QUEUED, 0, None)
+    assert broker.llen(c.REPORTS_QUEUE) == 1  # rung for, so another worker takes it at once
