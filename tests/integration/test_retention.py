@@ -7,8 +7,10 @@ the real app, in process, on the same database and bucket.
 """
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -26,7 +28,7 @@ from reportflow_common.queue import make_celery
 from reportflow_common.settings import WORKER, load_settings
 from reportflow_common.storage import make_storage
 from reportflow_worker import records
-from reportflow_worker.jobs import WorkerContext, run_next_job
+from reportflow_worker.jobs import WorkerContext, attempt_key, run_next_job
 from reportflow_worker.reconciler import Reconciler
 from reportflow_worker.shutdown import ShutdownClock
 from support.waiting import wait_until
@@ -34,6 +36,7 @@ from support.waiting import wait_until
 from .contract_checks import assert_problem
 
 RETENTION_SECONDS = 2
+LIFECYCLE = Path(__file__).resolve().parents[2] / "deploy" / "s3" / "reports-lifecycle.json"
 EXPIRED_METRIC = "reportflow_worker_reports_expired_total"
 
 
@@ -288,3 +291,18 @@ def test_migration_0003_dates_the_reports_that_had_ended_and_downgrades(scratch_
         assert cur.fetchone() == (0,)
     conn.close()
     upgrade(scratch_database, "0003")  # and up again, with the default retention
+
+
+# The second line of defence: the bucket's lifecycle rule (README, "Report retention")
+
+def test_the_documented_lifecycle_rule_is_accepted_by_s3_and_never_runs_ahead_of_the_retention(infra):
+    rules = json.loads(LIFECYCLE.read_text())
+    (rule,) = rules["Rules"]
+    key = attempt_key(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), ".xlsx")
+    assert key.startswith(rule["Filter"]["Prefix"])  # it covers every report file the worker writes
+    default_days = load_settings(WORKER, {"DATABASE_URL": "x", "REDIS_URL": "x"}).report_retention.days
+    assert rule["Expiration"]["Days"] == default_days + 1  # a day's margin: the worker deletes first
+    s3, bucket = infra.s3.client(), f"lifecycle-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=rules)
+    assert s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"] == rules["Rules"]
