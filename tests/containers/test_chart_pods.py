@@ -22,7 +22,7 @@ import openpyxl
 import pytest
 import requests
 import yaml
-from e2e.test_browser import ARGS, CHROMIUM, notifications, open_page, sessions, start_report, succeeded
+from e2e.test_browser import sessions
 from e2e.test_postman import newman, run_collection  # noqa: F401 (newman: the fixture)
 from playwright.sync_api import expect, sync_playwright
 
@@ -44,6 +44,7 @@ from containers.podman_kit import (
     wait_ready,
 )
 from reportflow_worker.builders.demo import TOTAL_LABEL
+from support.browser import ARGS, CHROMIUM, row, signed_in_page, start_report, toast, toasts
 from support.clients import Api, SocketClient
 from support.ingress import Ingress
 from support.ingress import render as stand_in
@@ -271,13 +272,13 @@ def test_the_demo_page_works_through_each_stand_in(browser, stand_ins, source, t
     site = stand_ins[source]
     user = Api(site.url, site.url).new_user()
     mark = len(site.access_log())
-    page = open_page(browser, site.url, user, transports)
+    page = signed_in_page(browser, site.url, user, transports=transports)
     try:
         report = start_report(page, rows=5000, columns=4)
-        expect(succeeded(page, report)).to_have_count(1, timeout=60 * S)
-        assert notifications(page) == [("report.succeeded", report)]
+        expect(toast(page, "report.succeeded", report)).to_have_count(1, timeout=60 * S)
+        assert toasts(page) == [("report.succeeded", report)]
         with page.expect_download(timeout=30 * S) as download:
-            page.click(f"tr[data-report-id='{report}'] button.download")
+            row(page, report).locator("button.download").click()
         download.value.save_as(saved := tmp_path / download.value.suggested_filename)
         rows = list(openpyxl.load_workbook(saved, read_only=True).active.iter_rows(values_only=True))
         assert len(rows) == 5000 + 2 and rows[-1][0] == TOTAL_LABEL
@@ -305,10 +306,10 @@ def test_a_websocket_only_notifier_works_through_routes_without_stickiness(relea
         assert polling.status_code == 400 and "set-cookie" not in polling.headers, polling.text
         user = Api(site.url, site.url).new_user()
         sockets = [SocketClient(site.url, user.token).connect() for _ in range(4)]  # round-robin over both pods
-        page = open_page(browser, site.url, user, None)  # the page's own transports: WebSocket first
+        page = signed_in_page(browser, site.url, user)  # the page's own transports: WebSocket first
         try:
             report = start_report(page, rows=2000, columns=3)
-            expect(succeeded(page, report)).to_have_count(1, timeout=60 * S)
+            expect(toast(page, "report.succeeded", report)).to_have_count(1, timeout=60 * S)
             for sock in sockets:
                 sock.wait_for(_succeeded(report), 60, "report.succeeded on every socket")
         finally:

@@ -10,6 +10,7 @@ import http.client
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -521,3 +522,30 @@ def test_compose_and_chart_use_the_images_deploy_images_yaml_declares(services):
              for name in ("postgresql", "redis", "s3")}
     assert chart == {"postgresql": declared["postgres"], "redis": declared["redis"], "s3": declared["s3"]}, \
         "the chart's dev dependencies run the images compose runs"
+
+
+def raw_request(port: int, head: bytes) -> tuple[int, str, bytes]:
+    """Send bytes as they are (http.client refuses to build a malformed request); (status, content type, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(head)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head_part, _, body = data.partition(b"\r\n\r\n")
+    lines = head_part.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers.get("Content-Type", ""), body
+
+
+@pytest.mark.parametrize("head, status, code", [
+    (b"GET /v1/auth/me HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\nConnection: close\r\n\r\n",
+     431, "headers_too_large"),
+    (b"GET /v1/auth/me?" + b"q" * 20000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 414, "uri_too_long"),
+    (b"GET /v1/auth/me HTTP/1.1\r\nHost: x\r\nBad\x00Header: 1\r\nConnection: close\r\n\r\n", 400, "invalid_request"),
+    (b"GET /v1/auth/me HTTP/1.1\r\nConnection: close\r\n\r\n", 400, "invalid_request"),  # HTTP/1.1 without Host
+])
+def test_ingress_answers_its_own_refusals_as_problem_json(ingress, head, status, code):
+    """What nginx refuses before any service sees it is in the contract's shape too, never an HTML page."""
+    got, content_type, body = raw_request(ingress, head)
+    assert (got, content_type) == (status, "application/problem+json"), body[:200]
+    assert json.loads(body)["code"] == code
