@@ -406,8 +406,13 @@ def test_services_find_auth_and_one_another(docs):
     origins = env_of(service_container(objects, "notifier")[1])["SOCKETIO_ALLOWED_ORIGINS"]["value"]
     assert origins == "http://reportflow.localhost:8080"
     reports, worker = (env_of(service_container(objects, s)[1]) for s in ("reports", "worker"))
-    for shared in ("VISIBILITY_TIMEOUT_SECONDS", "EVENT_HISTORY_MAX", "S3_BUCKET", "S3_ENDPOINT_URL"):
+    for shared in ("VISIBILITY_TIMEOUT_SECONDS", "EVENT_HISTORY_MAX", "S3_BUCKET", "S3_ENDPOINT_URL",
+                   "REPORT_RETENTION_DAYS"):
         assert reports[shared] == worker[shared], f"{shared} must be equal for reports and worker"
+    (job,) = find(objects, "Job", f"{RELEASE}-migrations")
+    migrate = env_of(job["spec"]["template"]["spec"]["containers"][0])
+    assert migrate["REPORT_RETENTION_DAYS"] == worker["REPORT_RETENTION_DAYS"] == {"name": "REPORT_RETENTION_DAYS",
+                                                                                  "value": "7"}
 
 
 def hook(obj: dict) -> tuple[str, int, str]:

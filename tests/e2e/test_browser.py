@@ -33,7 +33,10 @@ from support.ingress import Ingress, chart_routes, render
 from support.processes import ServerProcess
 from support.waiting import free_port, wait_until
 
-ROWS, COLUMNS = 20000, 4  # about a second of work: long enough for progress events, short for the suite
+# A job that lasts several progress intervals (0.2 s in the tests) however fast the machine: the lean xlsx writer
+# builds 150,000 rows in about 1.5 s on an idle machine here (20,000 took 0.2-0.3 s, about one interval, and the
+# page sometimes saw no progress at all). Two columns keep the file, and reading it back, small.
+ROWS, COLUMNS = 150_000, 2
 
 # Records every status and progress value each report row of the page shows, and the connection states.
 RECORDER = """

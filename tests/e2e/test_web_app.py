@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 
 import openpyxl
 import pytest
@@ -38,6 +39,7 @@ from support.clients import Api
 from support.waiting import wait_until
 
 SMALL = 20000  # rows: about a second of work, with a few progress events
+RETENTION_SECONDS = 8  # how long short_retention_site's worker keeps reports: time to see one ready, then expire
 LONG = 1_000_000  # rows: long enough to be caught running and cancelled
 
 
@@ -382,48 +384,103 @@ def test_older_reports_come_page_by_page_with_the_api_cursor(browser, site):
     page.context.close()
 
 
-def test_retention_shown_and_an_expired_download_explained(browser, site):
-    """Retention is not in the API yet (issue 15's lifecycle part): until it is, this test adds `expires_at`
-    to the API's real answers, and answers a download as the contract says an expired one will be (410
-    `gone`), in the browser. Everything else is the real system."""
-    user = site.api.new_user()
-    old, report_id = (user.create({"rows": 5, "columns": 2, "seed": i})["id"] for i in (1, 2))
-    for made in (old, report_id):
-        user.wait_status(made, ("succeeded",), 30)
-    context = new_context(browser)
-    expires = "2030-01-02T03:04:05+00:00"
+@pytest.fixture()
+def short_retention_site(stack):
+    """A worker of its own that keeps the reports it makes RETENTION_SECONDS: time moved by a setting. Any
+    worker's reconciler ends a retention that is due (the stack's too), so the metric is summed over both.
+    (The module's failing_site, whose worker cannot reach the bucket, is not up yet: its tests come after.)"""
+    with start_site(stack, worker_env={"REPORT_RETENTION_SECONDS": str(RETENTION_SECONDS),
+                                       "WORKER_CONCURRENCY": "1"}) as s:
+        yield s
 
-    def with_expiry(route):
-        resp = route.fetch()
-        body = resp.json()
-        for item in body.get("items", [body]):
-            item.setdefault("expires_at", expires)
-            if item["id"] == old:  # as the cleanup job will leave it
-                item.update(status="expired", download_url=None)
-        route.fulfill(response=resp, json=body)
 
-    def gone(route):
-        route.fulfill(status=410, content_type="application/problem+json", body=json.dumps(
-            {"type": "about:blank", "title": "Gone", "status": 410, "code": "gone",
-             "detail": "The report has expired; its file no longer exists."}))
+def expired_total(*workers) -> float:
+    """reportflow_worker_reports_expired_total, summed over the workers' /metrics."""
+    total = 0.0
+    for worker in workers:
+        for line in requests.get(worker.url + "/metrics", timeout=10).text.splitlines():
+            if line.startswith("reportflow_worker_reports_expired_total "):
+                total += float(line.split()[1])
+    return total
 
-    context.route(re.compile(r"/v1/reports(\?.*|/[0-9a-f-]+)$"), with_expiry)
-    context.route(re.compile(r"/v1/reports/[0-9a-f-]+/download$"), gone)
-    page = open_page(context, site.url)
-    sign_in(page, user.email, user.password)
+
+def kept_until_text(page, iso: str) -> str:
+    """What the page writes for `expires_at`, by its own formatter (the browser's locale and time zone)."""
+    return "kept until " + page.evaluate("async (iso) => (await import('/static/js/model.js')).formatDateTime(iso)",
+                                         iso)
+
+
+def test_retention_shown_and_an_expired_report_told_and_gone(browser, site, short_retention_site, stack):
+    """Nothing faked: a report is kept (its "kept until" is the API's expires_at), then one made by a worker
+    that keeps reports RETENTION_SECONDS expires for real: the worker's reconciler makes it `expired` and
+    deletes its object from the bucket (the metric moves), its download is 410 `gone`, and the page says so,
+    on the download and on the next sign-in."""
+    # Kept for the default retention (the stack's worker: a week).
+    keeper = site.api.new_user()
+    kept = keeper.create({"rows": 5, "columns": 2, "seed": 1})["id"]
+    kept_report = keeper.wait_status(kept, ("succeeded",), 30)
+    assert datetime.fromisoformat(kept_report["expires_at"]) - datetime.fromisoformat(kept_report["finished_at"]) \
+        == timedelta(days=7)
+    page = signed_in_page(browser, site.url, keeper)
+    expect(row(page, kept).locator("td[data-label=Finished]")).to_contain_text(
+        kept_until_text(page, kept_report["expires_at"]))
+    page.context.close()
+
+    # Made on the site whose worker keeps reports RETENTION_SECONDS; watched on the page until it is ready.
+    short = short_retention_site
+    user = short.api.new_user()
+    page = signed_in_page(browser, short.url, user)
+    report_id = start_report(page, 5, 2)
     tr = row(page, report_id)
-    expect(tr.locator("td[data-label=Finished]")).to_contain_text("kept until Jan 2, 2030")
+    expect(tr).to_have_attribute("data-status", "succeeded", timeout=30 * S)
+    expect(tr.locator("button.download")).to_have_count(1)
+    ready = user.get(report_id)
+    assert datetime.fromisoformat(ready["expires_at"]) - datetime.fromisoformat(ready["finished_at"]) \
+        == timedelta(seconds=RETENTION_SECONDS)
+    bucket, prefix = stack.infra.s3.client(), f"reports/{user.me()['id']}/{report_id}"
+
+    def objects() -> list[str]:
+        return [o["Key"] for o in bucket.list_objects_v2(Bucket=stack.infra.s3.bucket, Prefix=prefix)
+                .get("Contents", [])]
+    assert len(objects()) == 1
+    workers = (stack.worker, short.worker)
+    before = expired_total(*workers)
+
+    # The retention ends: the report stays, expired; its file is gone from the bucket; the metric moved.
+    expired = user.wait_status(report_id, ("expired",), RETENTION_SECONDS + 30)
+    assert (expired["expires_at"], expired["rows"]) == (ready["expires_at"], ready["rows"])
+    assert "download_url" not in expired
+    wait_until(lambda: objects() == [], 30, "the expired report's object to be deleted from the bucket")
+    wait_until(lambda: expired_total(*workers) - before >= 1, 15, "reportflow_worker_reports_expired_total to move")
+    gone = user.request("GET", f"/v1/reports/{report_id}/download", allow_redirects=False)
+    assert gone.status_code == 410 and gone.headers["Content-Type"].startswith("application/problem+json")
+    assert gone.json()["code"] == "gone"
+
+    # The page still offers the download it knew of: the API's 410 is explained, and the row updated.
     tr.locator("button.download").click()
     note = page.locator(f"#toasts .toast-error[data-report-id='{report_id}']")
     expect(note).to_contain_text("This report has expired")
-    expired = row(page, old)
-    expect(expired).to_have_attribute("data-status", "expired")
-    expect(expired.locator(".badge")).to_have_text("Expired")
-    expect(expired.locator("button.download")).to_have_count(0)
-    expect(expired.locator("button.delete")).to_have_count(1)
+    expect(tr).to_have_attribute("data-status", "expired")
+    expect(tr.locator(".badge")).to_have_text("Expired")
+    expect(tr.locator("button.download")).to_have_count(0)
+    expect(tr.locator("button.delete")).to_have_count(1)
+    expect(tr.locator("td[data-label=Finished]")).not_to_contain_text("kept until")
     assert_accessible(page, "list with an expired report")
+    shot(page, "expired")
     assert page.errors == []
-    context.close()
+    page.context.close()
+
+    # Signed in afresh, the list says it too; the owner can delete it.
+    page = signed_in_page(browser, short.url, user)
+    tr = row(page, report_id)
+    expect(tr).to_have_attribute("data-status", "expired")
+    expect(tr.locator("button.download")).to_have_count(0)
+    tr.locator("button.delete").click()
+    page.click("#confirm-yes")
+    expect(tr).to_have_count(0)
+    assert user.request("GET", f"/v1/reports/{report_id}").status_code == 404
+    assert page.errors == []
+    page.context.close()
 
 
 def test_a_failed_job_is_told_and_stays_told(browser, failing_site):

@@ -18,7 +18,7 @@ from reportflow_common.events import EventLog
 from .contract_checks import assert_problem, closed_port_url, test_client
 
 REPORT_FIELDS = {"id", "type", "params", "status", "progress", "created_at", "started_at", "finished_at", "rows",
-                 "size_bytes", "error"}
+                 "size_bytes", "error", "expires_at"}
 
 
 @pytest.fixture()
@@ -75,7 +75,7 @@ def test_create_answers_202_with_location_and_the_queued_report(reports, alice, 
     assert report["type"] == "demo" and report["params"] == {"rows": 10, "columns": 3, "seed": 7, "format": "xlsx"}
     assert report["status"] == "queued" and report["progress"] == 0
     assert abs(_utc(report["created_at"]) - datetime.now(_utc(report["created_at"]).tzinfo)) < timedelta(minutes=5)
-    assert all(report[k] is None for k in ("started_at", "finished_at", "rows", "size_bytes", "error"))
+    assert all(report[k] is None for k in ("started_at", "finished_at", "rows", "size_bytes", "error", "expires_at"))
     assert enqueued_report_ids(broker).count(report["id"]) == 1
     assert reports.get(r.headers["Location"], headers=alice.headers).get_json() == report
 
@@ -274,6 +274,8 @@ def test_delete_of_a_queued_report_cancels_it(reports_app, reports, alice, redis
     now = reports.get(f"/v1/reports/{report['id']}", headers=alice.headers).get_json()
     assert now["status"] == "cancelled" and "download_url" not in now
     assert _utc(now["finished_at"]) >= _utc(now["created_at"])
+    retention = reports_app.extensions["reportflow"].settings.report_retention  # kept that long, like any ended job
+    assert _utc(now["expires_at"]) - _utc(now["finished_at"]) == retention
     # the notifier's clients hear of it: one report.cancelled event, numbered after the earlier ones
     (name, payload), = events.since(alice.id, last_seq)
     assert name == c.EVENT_CANCELLED and payload["report_id"] == report["id"] and payload["seq"] == last_seq + 1

@@ -22,6 +22,8 @@ from reportflow_worker.jobs import Attempt, WorkerContext, attempt_key, run_next
 from reportflow_worker.reconciler import LOCK_KEY, Reconciler
 from reportflow_worker.shutdown import ShutdownClock
 
+WEEK = timedelta(days=7)
+
 
 @pytest.fixture(scope="module")
 def settings(infra):
@@ -143,7 +145,7 @@ def test_only_the_attempt_holding_the_job_changes_it(sessions, user):
     claim = records.claim_next(sessions, 30)
     stranger = uuid.uuid4()
     assert records.renew_lease(sessions, report_id, stranger, 30) is records.Lease.LOST
-    assert records.end_attempt(sessions, report_id, stranger, c.SUCCEEDED, rows=1) is None
+    assert records.end_attempt(sessions, report_id, stranger, c.SUCCEEDED, retention=WEEK, rows=1) is None
     assert records.hand_back(sessions, report_id, stranger) is False
     assert row(sessions, report_id).status == c.RUNNING
     assert records.renew_lease(sessions, report_id, claim.attempt_token, 30, progress=0.5) is records.Lease.HELD
@@ -156,8 +158,8 @@ def test_a_success_that_meets_a_cancel_ends_cancelled_with_its_event_in_the_same
     with transaction(sessions) as s:
         s.execute(update(Report).where(Report.id == report_id).values(cancel_requested=True))
     assert records.renew_lease(sessions, report_id, claim.attempt_token, 30) is records.Lease.CANCEL_REQUESTED
-    ending = records.end_attempt(sessions, report_id, claim.attempt_token, c.SUCCEEDED, rows=30, size_bytes=1,
-                                 storage_key="k", progress=1.0)
+    ending = records.end_attempt(sessions, report_id, claim.attempt_token, c.SUCCEEDED, retention=WEEK, rows=30,
+                                 size_bytes=1, storage_key="k", progress=1.0)
     assert ending.status == c.CANCELLED and ending.event.event == c.EVENT_CANCELLED
     final = row(sessions, report_id)
     assert final.status == c.CANCELLED and final.storage_key is None and final.attempt_token is None
@@ -188,7 +190,7 @@ def test_an_expired_lease_is_taken_back_rung_for_and_its_dead_attempt_can_no_lon
     back = row(sessions, report_id)
     assert back.status == c.QUEUED and back.attempt_token is None and back.rung_at is not None
     assert ctx.storage.size(attempt_key(user, report_id, dead.attempt_token, ".xlsx")) is None  # the dead one's object
-    assert records.end_attempt(sessions, report_id, dead.attempt_token, c.SUCCEEDED, rows=1) is None
+    assert records.end_attempt(sessions, report_id, dead.attempt_token, c.SUCCEEDED, retention=WEEK, rows=1) is None
     assert records.claim_next(sessions, 30).attempts == 2
 
 
@@ -248,7 +250,7 @@ def test_one_reconciler_pass_at_a_time_across_replicas(reconciler, engine):
 def test_committed_events_left_unpublished_are_published_once(sessions, user, reconciler, ctx):
     report_id = queued(sessions, user)
     claim = records.claim_next(sessions, 30)
-    ending = records.end_attempt(sessions, report_id, claim.attempt_token, c.FAILED, error="boom")
+    ending = records.end_attempt(sessions, report_id, claim.attempt_token, c.FAILED, retention=WEEK, error="boom")
     with transaction(sessions) as s:  # as if committed a few seconds ago, and the publisher died
         s.execute(update(OutboxEvent).where(OutboxEvent.id == ending.event.id)
                   .values(created_at=utcnow() - timedelta(seconds=10)))

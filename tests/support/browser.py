@@ -33,8 +33,8 @@ PHONE = {"width": 375, "height": 740}
 class Site:
     """The page's origin(s): the chart's ingress rules in front of notifiers, reports, auth and storage."""
 
-    def __init__(self, ingresses: list[Ingress], notifiers: list[ServerProcess]):
-        self.ingresses, self.notifiers = ingresses, notifiers
+    def __init__(self, ingresses: list[Ingress], notifiers: list[ServerProcess], worker: ServerProcess | None = None):
+        self.ingresses, self.notifiers, self.worker = ingresses, notifiers, worker  # worker: its own, if any
         self.url = ingresses[0].url
         self.api = Api(self.url, self.url)  # users register and log in through the ingress too
 
@@ -52,14 +52,15 @@ def start_site(stack, affinities: tuple[bool, ...] = (True,), auth_env: dict | N
     jwks = stack.auth_url + "/.well-known/jwks.json"
     own_broker = {"BROKER_URL": stack.infra.redis.url.rsplit("/", 1)[0] + "/5"} if worker_env is not None else {}
     started: list = []
+    worker = None
     try:
         notifiers = [start_notifier(stack.infra, jwks, SOCKETIO_ALLOWED_ORIGINS=",".join(origins)) for _ in range(2)]
         started += notifiers
         reports = start_reports(stack.infra, jwks, S3_PUBLIC_ENDPOINT_URL=origins[0], **own_broker)
         started.append(reports)
         if worker_env is not None:  # alive is enough: its settings may be meant to make it unready
-            started.append(service(stack.infra, "worker-site", "reportflow-worker", **own_broker, **worker_env)
-                           .start(ready_path="/healthz", timeout=60))
+            worker = service(stack.infra, "worker-site", "reportflow-worker", **own_broker, **worker_env)
+            started.append(worker.start(ready_path="/healthz", timeout=60))
         upstreams = stack_upstreams(stack, notifiers=notifiers, reports=reports)
         if auth_env is not None:
             auth = start_auth(stack.infra, **auth_env)
@@ -70,7 +71,7 @@ def start_site(stack, affinities: tuple[bool, ...] = (True,), auth_env: dict | N
             ingress = Ingress(stack.infra.workdir, upstreams, affinity=affinity, port=port)
             started.append(ingress)
             ingresses.append(ingress.start())
-        yield Site(ingresses, notifiers)
+        yield Site(ingresses, notifiers, worker)
     finally:
         for process in reversed(started):
             process.stop()

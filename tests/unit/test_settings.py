@@ -197,3 +197,16 @@ def test_the_worker_refuses_leases_too_short_for_heartbeats_and_no_attempts():
     worker = load_settings("worker", _env("worker"))
     assert (worker.job_lease_seconds, worker.reconcile_interval_seconds, worker.requeue_after_seconds) == (30, 5.0, 30)
     assert load_settings("reports", _env("reports", JOB_LEASE_SECONDS="1")).service == "reports"  # not its setting
+
+
+def test_retention_is_a_week_by_default_in_days_or_in_seconds_when_those_are_set():
+    from datetime import timedelta
+    for service in ("reports", "worker"):
+        assert load_settings(service, _env(service)).report_retention == timedelta(days=7)
+        assert load_settings(service, _env(service, REPORT_RETENTION_DAYS="30")).report_retention == timedelta(days=30)
+        seconds = load_settings(service, _env(service, REPORT_RETENTION_DAYS="30", REPORT_RETENTION_SECONDS="5"))
+        assert seconds.report_retention == timedelta(seconds=5)  # the seconds win (tests, demos)
+    migrate = load_settings("migrate", {"DATABASE_URL": VALUES["DATABASE_URL"], "REPORT_RETENTION_DAYS": "2"})
+    assert migrate.report_retention == timedelta(days=2)  # it dates the reports that ended before retention
+    message = _config_error("worker", _env("worker", REPORT_RETENTION_DAYS="0", REPORT_RETENTION_SECONDS="-1"))
+    assert "REPORT_RETENTION_DAYS=0" in message and "REPORT_RETENTION_SECONDS=-1" in message

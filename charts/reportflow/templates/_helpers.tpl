@@ -187,6 +187,8 @@ true
   value: {{ $v.storage.region | quote }}
 - name: S3_ENDPOINT_URL
   value: {{ include "reportflow.s3EndpointUrl" . | quote }}
+- name: REPORT_RETENTION_DAYS
+  value: {{ $v.storage.retentionDays | int | quote }}
 {{ include "reportflow.secretEnv" (dict "root" . "name" "S3_ACCESS_KEY_ID" "optional" true) }}
 {{ include "reportflow.secretEnv" (dict "root" . "name" "S3_SECRET_ACCESS_KEY" "optional" true) }}
 {{- end }}

@@ -11,8 +11,10 @@ REPORTS_QUEUE = "reports"
 # Report types and statuses
 REPORT_TYPES = ("demo", "activity")
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
-FINISHED_STATUSES = (SUCCEEDED, FAILED, CANCELLED)
+EXPIRED = "expired"  # retention passed: the file is deleted, the report stays as a record (README, retention)
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, EXPIRED)
+ENDED_STATUSES = (SUCCEEDED, FAILED, CANCELLED)  # how a job ends; each starts the report's retention clock
+FINISHED_STATUSES = (*ENDED_STATUSES, EXPIRED)  # nothing runs any more: the report may be deleted
 ACTIVE_STATUSES = (QUEUED, RUNNING)
 
 # Report files: the formats a demo report may ask for, and what each stored file is (by its extension)
@@ -60,6 +62,7 @@ UNAUTHORIZED = "unauthorized"
 FORBIDDEN = "forbidden"
 NOT_FOUND = "not_found"
 CONFLICT = "conflict"
+GONE = "gone"  # 410: the report's retention has passed; its file no longer exists
 METHOD_NOT_ALLOWED = "method_not_allowed"
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -74,7 +77,8 @@ INTERNAL = "internal"
 # The code of an error status no handler chose a code for (a framework's, engine.io's or gunicorn's own).
 ERROR_CODES = {
     400: INVALID_REQUEST, 401: UNAUTHORIZED, 403: FORBIDDEN, 404: NOT_FOUND, 405: METHOD_NOT_ALLOWED,
-    408: REQUEST_TIMEOUT, 409: CONFLICT, 413: PAYLOAD_TOO_LARGE, 414: URI_TOO_LONG, 415: UNSUPPORTED_MEDIA_TYPE,
+    408: REQUEST_TIMEOUT, 409: CONFLICT, 410: GONE, 413: PAYLOAD_TOO_LARGE, 414: URI_TOO_LONG,
+    415: UNSUPPORTED_MEDIA_TYPE,
     422: INVALID_REQUEST, 429: RATE_LIMITED, 431: HEADERS_TOO_LARGE, 501: NOT_IMPLEMENTED, 503: UNAVAILABLE,
 }
 

@@ -66,6 +66,9 @@ class Report(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When a wake-up message (the "doorbell") was last sent for this queued row.
     rung_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the retention of a finished report ends (finished_at + retention; None while it is active): then its
+    # file is deleted and it becomes `expired`.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ix_reports_user_created", "user_id", text("created_at DESC"), text("id DESC")),
@@ -73,6 +76,12 @@ class Report(Base):
               postgresql_where=text("idempotency_key IS NOT NULL")),
         Index("ix_reports_queued", "created_at", "id", postgresql_where=text("status = 'queued'")),
         Index("ix_reports_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+        Index("ix_reports_expiring", "expires_at",
+              postgresql_where=text("status IN ('succeeded', 'failed', 'cancelled')")),
+        Index("ix_reports_expired_with_file", "id",
+              postgresql_where=text("status = 'expired' AND storage_key IS NOT NULL")),
+        Index("ix_reports_ended_undated", "id", postgresql_where=text(
+            "expires_at IS NULL AND status IN ('succeeded', 'failed', 'cancelled')")),
     )
 
 

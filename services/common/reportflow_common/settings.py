@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 
 AUTH, REPORTS, WORKER, NOTIFIER, MIGRATE = "auth", "reports", "worker", "notifier", "migrate"
 WEB = (AUTH, REPORTS, NOTIFIER)
@@ -99,6 +100,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("XLSX_ENGINE", "How the worker writes xlsx files: `lean` (reportflow's own streaming writer) or "
              "`openpyxl` (its write-only mode: the same cells, several times slower; `bench/README.md`).",
              (WORKER,), "lean", choices=XLSX_ENGINES),
+    Variable("REPORT_RETENTION_DAYS", "Days a finished report is kept (its `expires_at`); after it the worker deletes "
+             "its file and the report ends `expired` (downloads: 410). Reports, worker and migrate must agree.",
+             (REPORTS, WORKER, MIGRATE), "7", kind=int),
+    Variable("REPORT_RETENTION_SECONDS", "When above 0, the retention in seconds instead of REPORT_RETENTION_DAYS "
+             "(tests and demos: a report that expires in seconds).", (REPORTS, WORKER, MIGRATE), "0", kind=int),
     Variable("PROGRESS_INTERVAL_SECONDS", "Minimum seconds between two progress events of one report.",
              (WORKER,), "0.5", kind=float),
     Variable("TRUSTED_PROXY_HOPS", "Reverse proxies in front whose X-Forwarded-For/-Proto are believed "
@@ -163,6 +169,8 @@ class Settings:
     requeue_after_seconds: int = 30
     transient_retry_seconds: int = 300
     xlsx_engine: str = "lean"
+    report_retention_days: int = 7
+    report_retention_seconds: int = 0
     progress_interval_seconds: float = 0.5
     trusted_proxy_hops: int = 0
     host: str = "0.0.0.0"
@@ -175,6 +183,13 @@ class Settings:
     @property
     def effective_broker_url(self) -> str:
         return self.broker_url or self.redis_url
+
+    @property
+    def report_retention(self) -> timedelta:
+        """How long a finished report is kept: REPORT_RETENTION_SECONDS when set, else REPORT_RETENTION_DAYS."""
+        if self.report_retention_seconds > 0:
+            return timedelta(seconds=self.report_retention_seconds)
+        return timedelta(days=self.report_retention_days)
 
     @property
     def allowed_origins(self) -> list[str]:
@@ -223,7 +238,7 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None, **over
     values.update(overrides)
     settings = Settings(service=service, **values)
     problems += (_check_storage(settings) + _check_transports(settings) + _check_demo_users(settings)
-                 + _check_worker(settings))
+                 + _check_worker(settings) + _check_retention(settings))
     if problems:
         raise ConfigError(f"reportflow-{service}: configuration error:\n  " + "\n  ".join(problems))
     return settings
@@ -252,6 +267,17 @@ def _check_worker(s: Settings) -> list[str]:
         problems.append("RECONCILE_INTERVAL_SECONDS must be above 0")
     if s.max_job_attempts < 1:
         problems.append("MAX_JOB_ATTEMPTS must be at least 1")
+    return problems
+
+
+def _check_retention(s: Settings) -> list[str]:
+    if s.service not in (REPORTS, WORKER, MIGRATE):
+        return []
+    problems = []
+    if s.report_retention_days < 1:
+        problems.append(f"REPORT_RETENTION_DAYS={s.report_retention_days} is invalid: at least 1")
+    if s.report_retention_seconds < 0:
+        problems.append(f"REPORT_RETENTION_SECONDS={s.report_retention_seconds} is invalid: 0 (unused) or more")
     return problems
 
 

@@ -125,8 +125,9 @@ class Up:
         from reportflow_auth import users
         from reportflow_common.db import make_engine, make_session_factory
         from reportflow_common.migrate import upgrade
+        from reportflow_common.settings import MIGRATE, load_settings
         say("migrating the schema and seeding the demo users")
-        upgrade(env["DATABASE_URL"])
+        upgrade(env["DATABASE_URL"], report_retention=load_settings(MIGRATE, env).report_retention)
         engine = make_engine(env["DATABASE_URL"])
         sessions = make_session_factory(engine)
         for email, password in DEMO_USERS:

@@ -18,11 +18,17 @@ def report_json(r: Report) -> dict:
     body = {
         "id": str(r.id), "type": r.type, "params": r.params, "status": r.status, "progress": r.progress,
         "created_at": _iso(r.created_at), "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
-        "rows": r.rows, "size_bytes": r.size_bytes, "error": r.error,
+        "rows": r.rows, "size_bytes": r.size_bytes, "error": r.error, "expires_at": _iso(r.expires_at),
     }
     if r.status == c.SUCCEEDED:
         body["download_url"] = download_path(r.id)
     return body
+
+
+def is_past_retention(r: Report) -> bool:
+    """Expired, or due to be: a download is refused from `expires_at` on, whether or not the worker's
+    reconciler has deleted the file yet."""
+    return r.status == c.EXPIRED or (r.expires_at is not None and r.expires_at <= utcnow())
 
 
 def download_path(report_id) -> str:
@@ -105,13 +111,17 @@ def list_reports(sessions: sessionmaker[Session], user_id: str, status: str | No
     return rows, ((rows[-1].created_at, rows[-1].id) if more else None)
 
 
-def cancel_or_delete(sessions: sessionmaker[Session], report: Report) -> tuple[str, PendingEvent | None]:
-    """What DELETE did: 'cancelled' (was queued; with its report.cancelled event, committed in the same
-    transaction for the caller to publish), 'cancel_requested' (running: the worker stops it) or 'deleted'
-    (finished: the caller removes its file). Guarded updates decide races with the worker."""
+def cancel_or_delete(sessions: sessionmaker[Session], report: Report,
+                     retention: timedelta) -> tuple[str, PendingEvent | None]:
+    """What DELETE did: 'cancelled' (was queued; kept for `retention`, with its report.cancelled event,
+    committed in the same transaction for the caller to publish), 'cancel_requested' (running: the worker
+    stops it) or 'deleted' (finished or expired: the caller removes its file, if it still has one). Guarded
+    updates decide races with the worker."""
     with transaction(sessions) as s:
+        now = utcnow()
         cancelled = s.scalar(update(Report).where(Report.id == report.id, Report.status == c.QUEUED).values(
-            status=c.CANCELLED, finished_at=utcnow(), progress=report.progress).returning(Report))
+            status=c.CANCELLED, finished_at=now, expires_at=now + retention, progress=report.progress)
+            .returning(Report))
         if cancelled is not None:
             return "cancelled", PendingEvent.of(add_terminal_event(s, cancelled))
         done = s.execute(update(Report).where(Report.id == report.id, Report.status == c.RUNNING).values(

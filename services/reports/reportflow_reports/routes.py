@@ -90,6 +90,9 @@ def get_report(report_id: str):
 @jwt_required()
 def download(report_id: str):
     report = _owned_or_404(report_id)
+    if records.is_past_retention(report):
+        raise Problem(410, c.GONE, "The report has expired: its retention ended (see its expires_at) and its "
+                                   "file no longer exists.")
     if report.status != c.SUCCEEDED or not report.storage_key:
         raise Problem(409, c.CONFLICT, f"The report is {report.status}; only a succeeded report can be downloaded.")
     url = _ctx().storage.download_url(report.storage_key,
@@ -102,7 +105,7 @@ def download(report_id: str):
 def delete(report_id: str):
     ctx = _ctx()
     report = _owned_or_404(report_id)
-    outcome, event = records.cancel_or_delete(ctx.sessions, report)
+    outcome, event = records.cancel_or_delete(ctx.sessions, report, ctx.settings.report_retention)
     ctx.metrics.deletes.labels(outcome).inc()
     if event is not None:
         OutboxPublisher(ctx.sessions, ctx.events).publish_after_commit(event)

@@ -187,8 +187,9 @@ class Attempt:
             if size is None or size != os.path.getsize(path):
                 raise RuntimeError(f"stored object {self.key} is missing or incomplete")
             ending = self._retry(lambda: records.end_attempt(ctx.sessions, report.id, self.token, c.SUCCEEDED,
-                                                             rows=rows, size_bytes=size, storage_key=self.key,
-                                                             progress=1.0, error=None), "record the success")
+                                                             retention=ctx.settings.report_retention, rows=rows,
+                                                             size_bytes=size, storage_key=self.key, progress=1.0,
+                                                             error=None), "record the success")
             if ending is None:
                 raise LeaseLost()
             if ending.status != c.SUCCEEDED:  # cancelled while uploading: the cancel wins
@@ -227,8 +228,9 @@ class Attempt:
         cannot be recorded, the job is left to the reconciler once the lease runs out."""
         self._discard_object()
         try:
-            ending = self._retry(lambda: records.end_attempt(self.ctx.sessions, self.report.id, self.token,
-                                                             status, **values), f"record the job as {status}")
+            ending = self._retry(lambda: records.end_attempt(self.ctx.sessions, self.report.id, self.token, status,
+                                                             retention=self.ctx.settings.report_retention,
+                                                             **values), f"record the job as {status}")
         except Exception as exc:
             log.error("the job's end could not be recorded; the reconciler will take it back",
                       extra={"error": str(exc), "status": status})

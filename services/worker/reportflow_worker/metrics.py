@@ -43,6 +43,9 @@ class WorkerMetrics:
                                "Jobs failed because MAX_JOB_ATTEMPTS attempts had started and none finished.")
         self.republished = Counter("reportflow_worker_reconciler_events_published_total",
                                    "Terminal events committed but left unpublished, that the reconciler published.")
+        self.expired = Counter("reportflow_worker_reports_expired_total",
+                               "Reports whose retention ended (REPORT_RETENTION_DAYS): made `expired` by the "
+                               "reconciler, which then deletes their files from storage.")
         self.reconciler_runs = Counter("reportflow_worker_reconciler_runs_total",
                                        "Reconciler passes, by outcome (skipped: another replica's pass was running; "
                                        "failed: PostgreSQL, Redis or the broker could not be reached).",

@@ -9,7 +9,12 @@ across all replicas, by a PostgreSQL advisory lock):
    are queued jobs, for those last rung more than REQUEUE_AFTER_SECONDS ago (Redis lost its data; the
    reports service crashed or could not reach the broker after its commit);
 3. publishes terminal events that were committed but not published (Redis was down, or the process died
-   between the two), and purges published ones older than the event history.
+   between the two), and purges published ones older than the event history;
+4. ends the retention of finished reports whose `expires_at` has passed: each becomes `expired` (committed
+   first, so downloads answer 410 from then on), then its file is deleted from storage and the row stops
+   naming it (`reportflow_worker_reports_expired_total`); a file that could not be deleted (storage down)
+   is tried again on the next passes. Ended reports without `expires_at` (ended by a previous version
+   during a rolling upgrade) get theirs first.
 After PostgreSQL was unreachable, take-backs wait one lease: live workers renew theirs first.
 """
 from __future__ import annotations
@@ -64,7 +69,8 @@ class Reconciler:
                 if self._database_down:
                     self._database_down, self._database_back_at = False, time.monotonic()
                 done = {"taken_back": self._take_back() if self._may_take_back() else 0,
-                        "rung": self._ring_for_queued(), "published": self._publish_pending()}
+                        "rung": self._ring_for_queued(), "published": self._publish_pending(),
+                        "expired": self._expire(), "files_deleted": self._delete_expired_files()}
                 if time.monotonic() - self._purged_at >= PURGE_EVERY_SECONDS:
                     self.outbox.purge_published(self.settings.event_history_ttl_seconds)
                     self._purged_at = time.monotonic()
@@ -87,7 +93,8 @@ class Reconciler:
             or time.monotonic() - self._database_back_at >= self.settings.job_lease_seconds
 
     def _take_back(self) -> int:
-        taken = records.take_back_expired(self.sessions, self.settings.max_job_attempts)
+        taken = records.take_back_expired(self.sessions, self.settings.max_job_attempts,
+                                          self.settings.report_retention)
         for job in taken:
             if job.dead_token is not None:
                 extension = report_output(job.type, job.params).extension
@@ -132,6 +139,28 @@ class Reconciler:
         published = self.outbox.publish_pending(OUTBOX_GRACE_SECONDS)
         self.metrics.republished.inc(published)
         return published
+
+    def _expire(self) -> int:
+        records.date_undated(self.sessions, self.settings.report_retention)
+        expired = records.expire_due(self.sessions)
+        for report in expired:
+            log.info("report expired", extra={"report_id": str(report.report_id), "type": report.type})
+        self.metrics.expired.inc(len(expired))
+        return len(expired)
+
+    def _delete_expired_files(self) -> int:
+        """The files of expired reports (the second line of defence is the bucket's lifecycle rule, README)."""
+        deleted = 0
+        for report in records.expired_with_files(self.sessions):
+            try:
+                self.storage.delete(report.storage_key)
+            except Exception as exc:  # storage is down: the row keeps its key, and a later pass tries again
+                log.warning("could not delete an expired report's file", extra={
+                    "report_id": str(report.report_id), "key": report.storage_key, "error": str(exc)})
+                break
+            records.forget_file(self.sessions, report.report_id, report.storage_key)
+            deleted += 1
+        return deleted
 
     def _delete_quietly(self, key: str) -> None:
         try:

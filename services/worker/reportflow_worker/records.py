@@ -4,9 +4,11 @@
   `runnable_jobs` is the one place that decides the order.
 - Every change an attempt makes afterwards names its token (`renew_lease`, `end_attempt`, `hand_back`), so
   an attempt whose job was taken back can never commit anything.
-- The reconciler takes back running jobs whose lease ran out (`take_back_expired`) and finds queued jobs
-  whose wake-up message may be lost (`queued_to_ring`).
-A job that ends (succeeded, failed, cancelled) gets its outbox event in the same transaction.
+- The reconciler takes back running jobs whose lease ran out (`take_back_expired`), finds queued jobs
+  whose wake-up message may be lost (`queued_to_ring`), and ends the retention of finished reports
+  (`expire_due`, `forget_file`).
+A job that ends (succeeded, failed, cancelled) gets its outbox event and its `expires_at` in the same
+transaction.
 """
 from __future__ import annotations
 
@@ -78,27 +80,28 @@ class Ending:
     event: PendingEvent
 
 
-def _finish(s: Session, report: Report, status: str, **values) -> Ending:
-    for name, value in {"status": status, "finished_at": func.now(), "attempt_token": None,
-                        "lease_expires_at": None, **values}.items():
+def _finish(s: Session, report: Report, status: str, retention: timedelta, **values) -> Ending:
+    for name, value in {"status": status, "finished_at": func.now(), "expires_at": func.now() + retention,
+                        "attempt_token": None, "lease_expires_at": None, **values}.items():
         setattr(report, name, value)
     s.flush()
     s.refresh(report)  # finished_at from the database, for the event
     return Ending(status, PendingEvent.of(add_terminal_event(s, report)))
 
 
-def end_attempt(sessions: sessionmaker[Session], report_id: uuid.UUID, token: uuid.UUID, status: str,
-                **values) -> Ending | None:
-    """This attempt's job -> succeeded|failed|cancelled, with its event, in one transaction. A success
-    that meets a cancel request ends `cancelled` (the cancel wins). None when the attempt no longer holds
-    the job (its lease was taken back, or the report was deleted): then nothing is changed."""
+def end_attempt(sessions: sessionmaker[Session], report_id: uuid.UUID, token: uuid.UUID, status: str, *,
+                retention: timedelta, **values) -> Ending | None:
+    """This attempt's job -> succeeded|failed|cancelled, with its event and its expiry (now + `retention`), in
+    one transaction. A success that meets a cancel request ends `cancelled` (the cancel wins). None when the
+    attempt no longer holds the job (its lease was taken back, or the report was deleted): then nothing is
+    changed."""
     with transaction(sessions) as s:
         report = s.scalar(select(Report).where(*_held_by(report_id, token)).with_for_update())
         if report is None:
             return None
         if status == c.SUCCEEDED and report.cancel_requested:
-            return _finish(s, report, c.CANCELLED)
-        return _finish(s, report, status, **values)
+            return _finish(s, report, c.CANCELLED, retention)
+        return _finish(s, report, status, retention, **values)
 
 
 def hand_back(sessions: sessionmaker[Session], report_id: uuid.UUID, token: uuid.UUID) -> bool:
@@ -140,9 +143,11 @@ def gave_up_error(attempts: int) -> str:
             "the worker running it stopped responding each time.")
 
 
-def take_back_expired(sessions: sessionmaker[Session], max_attempts: int, limit: int = 100) -> list[TakenBack]:
+def take_back_expired(sessions: sessionmaker[Session], max_attempts: int, retention: timedelta,
+                      limit: int = 100) -> list[TakenBack]:
     """Running jobs whose lease ran out (their worker vanished, or was cut off): back to `queued`, or
-    `failed` once `max_attempts` attempts have started, or `cancelled` when a cancel was requested."""
+    `failed` once `max_attempts` attempts have started, or `cancelled` when a cancel was requested (those
+    two kept for `retention`)."""
     taken = []
     with transaction(sessions) as s:
         expired = s.scalars(select(Report).where(Report.status == c.RUNNING, Report.lease_expires_at < func.now())
@@ -150,9 +155,9 @@ def take_back_expired(sessions: sessionmaker[Session], max_attempts: int, limit:
         for report in list(expired):
             dead, ending = report.attempt_token, None
             if report.cancel_requested:
-                ending = _finish(s, report, c.CANCELLED)
+                ending = _finish(s, report, c.CANCELLED, retention)
             elif report.attempts >= max_attempts:
-                ending = _finish(s, report, c.FAILED, error=gave_up_error(report.attempts))
+                ending = _finish(s, report, c.FAILED, retention, error=gave_up_error(report.attempts))
             else:
                 report.status, report.attempt_token, report.lease_expires_at = c.QUEUED, None, None
                 report.progress, report.started_at, report.rung_at = 0.0, None, None
@@ -174,3 +179,51 @@ def queued_to_ring(sessions: sessionmaker[Session], rung_before_seconds: float, 
     query = stale.order_by(None).order_by(Report.rung_at.asc().nulls_first(), Report.created_at, Report.id)
     with sessions() as s:
         return list(s.scalars(query.limit(limit)))
+
+
+# Retention (the reconciler's too)
+
+@dataclass(frozen=True)
+class Expired:
+    report_id: uuid.UUID
+    type: str
+    storage_key: str | None  # the file to delete, if the report had one
+
+
+def date_undated(sessions: sessionmaker[Session], retention: timedelta, limit: int = 500) -> int:
+    """Give ended reports that have no `expires_at` theirs (finished_at + retention): those a previous version
+    ended during a rolling upgrade. Returns how many."""
+    with transaction(sessions) as s:
+        ids = (select(Report.id).where(Report.expires_at.is_(None), Report.status.in_(c.ENDED_STATUSES))
+               .limit(limit).with_for_update(skip_locked=True).scalar_subquery())
+        return s.execute(update(Report).where(Report.id.in_(ids), Report.expires_at.is_(None))
+                         .values(expires_at=func.coalesce(Report.finished_at, Report.created_at) + retention)
+                         ).rowcount
+
+
+def expire_due(sessions: sessionmaker[Session], limit: int = 200) -> list[Expired]:
+    """Ended reports whose `expires_at` has passed -> `expired`, committed before any file is deleted (so no
+    report says `succeeded` without its file). Each keeps its `storage_key` until `forget_file`."""
+    with transaction(sessions) as s:
+        due = (select(Report.id).where(Report.status.in_(c.ENDED_STATUSES), Report.expires_at <= func.now())
+               .order_by(Report.expires_at).limit(limit).with_for_update(skip_locked=True).scalar_subquery())
+        rows = s.execute(update(Report).where(Report.id.in_(due), Report.status.in_(c.ENDED_STATUSES))
+                         .values(status=c.EXPIRED)
+                         .returning(Report.id, Report.type, Report.storage_key)).all()
+    return [Expired(*r) for r in rows]
+
+
+def expired_with_files(sessions: sessionmaker[Session], limit: int = 200) -> list[Expired]:
+    """Expired reports whose file could not be deleted yet (storage was down): the next pass tries again."""
+    with sessions() as s:
+        rows = s.execute(select(Report.id, Report.type, Report.storage_key)
+                         .where(Report.status == c.EXPIRED, Report.storage_key.is_not(None))
+                         .order_by(Report.id).limit(limit)).all()
+    return [Expired(*r) for r in rows]
+
+
+def forget_file(sessions: sessionmaker[Session], report_id: uuid.UUID, key: str) -> None:
+    """The expired report's file is deleted: the row stops naming it."""
+    with transaction(sessions) as s:
+        s.execute(update(Report).where(Report.id == report_id, Report.status == c.EXPIRED,
+                                       Report.storage_key == key).values(storage_key=None))
