@@ -1,5 +1,6 @@
 """create_celery(settings): the worker's Celery app, its one task (the doorbell), per-process resources,
-the shutdown deadline and the reconciler's thread."""
+the shutdown deadline and the reconciler's thread. `lane=True` makes the reserved lane's app (reportflow_worker.lane):
+its doorbells claim small jobs only, and it runs no reconciler (the pool's main process does)."""
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,8 @@ class _PerProcess:
         return self._ctx
 
 
-def create_celery(settings: Settings) -> Celery:
-    app = make_celery(settings, "reportflow-worker")
+def create_celery(settings: Settings, lane: bool = False) -> Celery:
+    app = make_celery(settings, "reportflow-worker-lane" if lane else "reportflow-worker")
     app.conf.update(task_soft_time_limit=settings.job_time_limit_seconds,
                     task_time_limit=settings.job_time_limit_seconds + HARD_TIME_LIMIT_MARGIN_SECONDS)
     shutdown = ShutdownClock(settings.graceful_timeout_seconds)  # shared memory: made before the pool forks
@@ -56,7 +57,7 @@ def create_celery(settings: Settings) -> Celery:
     @app.task(name=c.BUILD_REPORT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
     def build_report(self, report_id: str | None = None) -> str:
         """A doorbell: runs the next runnable job, which may not be `report_id` (the job that rang)."""
-        return run_next_job(resources.get(), rung_for=report_id)
+        return run_next_job(resources.get(), rung_for=report_id, lane=lane)
 
     @signals.worker_process_init.connect(weak=False)
     def _child_started(**_):
@@ -80,7 +81,8 @@ def create_celery(settings: Settings) -> Celery:
 
     @signals.worker_ready.connect(weak=False)
     def _start_reconciler(**_):
-        loops.append(ReconcilerLoop(make_reconciler(settings), settings.reconcile_interval_seconds).start())
+        if not lane:
+            loops.append(ReconcilerLoop(make_reconciler(settings), settings.reconcile_interval_seconds).start())
 
     @signals.worker_shutdown.connect(weak=False)
     def _stop_reconciler(**_):
