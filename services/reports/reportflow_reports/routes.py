@@ -46,8 +46,8 @@ def _as_json(reports: list) -> list[dict]:
     return [records.report_json(r, positions.get(r.id)) for r in reports]
 
 
-def _created(report, status: int):
-    resp = jsonify(_as_json([report])[0])
+def _created(report, status: int, body: dict | None = None):
+    resp = jsonify(body or _as_json([report])[0])
     resp.status_code = status
     resp.headers["Location"] = f"/v1/reports/{report.id}"
     return resp
@@ -70,6 +70,7 @@ def create():
     if not created:
         return _created(report, 200)
     report_id_var.set(str(report.id))
+    body = _as_json([report])[0]  # its place before a worker can take it
     try:  # the committed row is the job; the message only wakes a worker up
         ring_doorbell(ctx.celery, str(report.id))
         if ctx.settings.lane_max_cells and size_class(report_type, params, ctx.settings.lane_max_cells) == SMALL:
@@ -78,7 +79,7 @@ def create():
         log.warning("doorbell not sent; the reconciler will ring", extra={"error": str(exc)})
     ctx.metrics.created.labels(report_type).inc()
     log.info("report queued", extra={"type": report_type})
-    return _created(report, 202)
+    return _created(report, 202, body)
 
 
 @bp.get("/v1/reports")
