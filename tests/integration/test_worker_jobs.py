@@ -185,6 +185,21 @@ def test_the_lane_claims_small_jobs_only_in_the_same_order(sessions):
     assert claim_all(sessions) == [large]
 
 
+def test_a_jobs_size_is_the_same_in_postgresql_and_in_python(sessions, user):
+    """The reports service rings the lane by `cells_of`; the lane claims by `job_cells`: they must agree."""
+    cases = [("demo", {"rows": 1000, "columns": 8}), ("demo", {"rows": 30}), ("demo", {}), ("activity", {})]
+    ids = []
+    with transaction(sessions) as s:
+        for report_type, params in cases:
+            report = Report(user_id=user, type=report_type, params=params, status=c.CANCELLED)
+            s.add(report)
+            s.flush()
+            ids.append(report.id)
+    with sessions() as s:
+        in_sql = dict(s.execute(select(Report.id, scheduling.job_cells()).where(Report.id.in_(ids))).all())
+    assert [in_sql[i] for i in ids] == [scheduling.cells_of(t, p) for t, p in cases] == [8000, 240, 8000, 0]
+
+
 def test_a_cancel_requested_or_finished_job_is_not_claimed(sessions, user):
     report_id = queued(sessions, user)
     with transaction(sessions) as s:

@@ -248,7 +248,7 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None, **over
     values.update(overrides)
     settings = Settings(service=service, **values)
     problems += (_check_storage(settings) + _check_transports(settings) + _check_demo_users(settings)
-                 + _check_worker(settings) + _check_retention(settings))
+                 + _check_worker(settings) + _check_retention(settings) + _check_scheduling(settings))
     if problems:
         raise ConfigError(f"reportflow-{service}: configuration error:\n  " + "\n  ".join(problems))
     return settings
@@ -277,9 +277,13 @@ def _check_worker(s: Settings) -> list[str]:
         problems.append("RECONCILE_INTERVAL_SECONDS must be above 0")
     if s.max_job_attempts < 1:
         problems.append("MAX_JOB_ATTEMPTS must be at least 1")
-    if s.lane_max_cells < 0:
-        problems.append(f"LANE_MAX_CELLS={s.lane_max_cells} is invalid: 0 (no lane) or more")
     return problems
+
+
+def _check_scheduling(s: Settings) -> list[str]:
+    if s.service in (REPORTS, WORKER) and s.lane_max_cells < 0:
+        return [f"LANE_MAX_CELLS={s.lane_max_cells} is invalid: 0 (no lane) or more"]
+    return []
 
 
 def _check_retention(s: Settings) -> list[str]:
