@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 
 from celery import Celery, signals
 from redis import Redis
@@ -27,13 +28,23 @@ HARD_TIME_LIMIT_MARGIN_SECONDS = 30
 
 
 class _PerProcess:
-    """Connections are opened lazily in each prefork child, never inherited across fork."""
+    """Clients are made in each prefork child, never inherited across fork: by a warm-up thread as the child
+    starts (making the S3 client alone takes a second or more on a loaded machine, which a small report would
+    otherwise wait for), or by the first task if it comes first."""
 
     def __init__(self, settings: Settings, celery: Celery, shutdown: ShutdownClock):
         self.settings, self.celery, self.shutdown = settings, celery, shutdown
         self._pid, self._ctx = None, None
+        self._lock = threading.Lock()  # the warm-up thread and the first task
+
+    def warm_up(self) -> None:
+        threading.Thread(target=self.get, name="warm-up", daemon=True).start()
 
     def get(self) -> WorkerContext:
+        with self._lock:
+            return self._current()
+
+    def _current(self) -> WorkerContext:
         if self._ctx is None or self._pid != os.getpid():
             s = self.settings
             redis = Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)
@@ -62,7 +73,7 @@ def create_celery(settings: Settings, lane: bool = False) -> Celery:
     @signals.worker_process_init.connect(weak=False)
     def _child_started(**_):
         """A prefork child signalled with the whole process group finishes or hands back its job like the
-        main process asks it to; a second SIGTERM ends it at once."""
+        main process asks it to; a second SIGTERM ends it at once. Its clients are made right away."""
         seen = []
 
         def on_sigterm(signum, _frame):
@@ -72,6 +83,7 @@ def create_celery(settings: Settings, lane: bool = False) -> Celery:
             seen.append(signum)
             shutdown.request()
         signal.signal(signal.SIGTERM, on_sigterm)
+        resources.warm_up()
 
     @signals.worker_shutting_down.connect(weak=False)
     def _shutting_down(**_):
