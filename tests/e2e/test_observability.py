@@ -12,7 +12,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 import socketio
@@ -128,7 +127,7 @@ def run_scenario(api, stack, worker: ServerProcess, prom: Prometheus) -> dict:
     try:
         doomed = user.create({"rows": 300_000, "columns": 8, "seed": 2})
         wait_until(_running_with_progress(user, doomed["id"]), 60, "the doomed job to run")
-        for child in psutil.Process(worker.proc.pid).children():  # as an OOM kill would: no exit hook runs
+        for child in worker.pool_processes():  # as an OOM kill would: no exit hook runs
             child.send_signal(signal.SIGKILL)
         _n, failed = sock.wait_for(_event("report.failed", doomed["id"]), 60, "report.failed")
         assert "Gave up" in failed["error"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import signal
 
-import psutil
 import requests
 
 from support.clients import SocketClient
@@ -26,7 +25,7 @@ def test_pool_process_killed_mid_job_is_rerun_and_succeeds(api, stack):
     try:
         rep = user.create({"rows": 400_000, "columns": 8, "seed": 3})
         wait_until(_running_with_progress(user, rep["id"]), 60, "the job to be running")
-        children = psutil.Process(stack.worker.proc.pid).children()
+        children = stack.worker.pool_processes()
         assert children, "prefork pool processes"
         for child in children:  # the process building the report dies as an OOM kill would do it
             child.send_signal(signal.SIGKILL)

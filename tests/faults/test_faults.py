@@ -15,7 +15,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -186,10 +185,6 @@ def restart(process) -> None:
     process.start(timeout=60)
 
 
-def pool_children(worker) -> list[psutil.Process]:
-    return psutil.Process(worker.proc.pid).children()
-
-
 # The scenarios
 
 def test_worker_pool_processes_sigkilled_five_times(stack):
@@ -197,11 +192,11 @@ def test_worker_pool_processes_sigkilled_five_times(stack):
     restored_at, hit = time.monotonic(), frozenset()
     for _ in range(5):
         hit |= running_job(run, besides=hit)
-        victims = pool_children(stack.worker)
+        victims = stack.worker.pool_processes()
         for child in victims:  # as an OOM kill would: no exit hook runs
             child.send_signal(signal.SIGKILL)
         restored_at = time.monotonic()
-        wait_until(lambda v=victims: len([p for p in pool_children(stack.worker) if p not in v]) == 2, 60,
+        wait_until(lambda v=victims: len([p for p in stack.worker.pool_processes() if p not in v]) == 2, 60,
                    "Celery to replace its pool processes")
     result = finish(run, restored_at)
     assert result["succeeded"] == result["submitted"] and result["extra attempts"] >= 5

@@ -18,7 +18,7 @@ from reportflow_common.events import EventLog
 from .contract_checks import assert_problem, closed_port_url, test_client
 
 REPORT_FIELDS = {"id", "type", "params", "status", "progress", "created_at", "started_at", "finished_at", "rows",
-                 "size_bytes", "error", "expires_at"}
+                 "size_bytes", "error", "expires_at", "queue_position"}
 
 
 @pytest.fixture()
@@ -43,11 +43,11 @@ def created(reports, user, body=None, key: str | None = None) -> dict:
     return r.get_json()
 
 
-def enqueued_report_ids(broker) -> list[str]:
-    """Report ids of the build jobs waiting in the Celery broker (kombu's Redis lists), oldest last."""
+def enqueued_report_ids(broker, queue: str = c.REPORTS_QUEUE) -> list[str]:
+    """Report ids of the doorbells waiting in one Celery queue (kombu's Redis lists), oldest last."""
     ids = []
-    for key in broker.keys(c.REPORTS_QUEUE + "*"):
-        if broker.type(key) != b"list":
+    for key in broker.keys(queue + "*"):
+        if broker.type(key) != b"list" or (queue != c.LANE_QUEUE and key.startswith(c.LANE_QUEUE.encode())):
             continue
         for raw in broker.lrange(key, 0, -1):
             message = json.loads(raw)
@@ -77,7 +77,27 @@ def test_create_answers_202_with_location_and_the_queued_report(reports, alice, 
     assert abs(_utc(report["created_at"]) - datetime.now(_utc(report["created_at"]).tzinfo)) < timedelta(minutes=5)
     assert all(report[k] is None for k in ("started_at", "finished_at", "rows", "size_bytes", "error", "expires_at"))
     assert enqueued_report_ids(broker).count(report["id"]) == 1
+    assert enqueued_report_ids(broker, c.LANE_QUEUE).count(report["id"]) == 1  # small: the lane is rung too
+    assert report["queue_position"] >= 1
     assert reports.get(r.headers["Location"], headers=alice.headers).get_json() == report
+
+
+def test_a_queued_report_tells_its_place_in_the_fair_order(reports, alice, bob, broker):
+    heavy = [created(reports, alice, {"type": "demo", "params": {"rows": 1_000_000, "columns": 8}}) for _ in range(3)]
+    light = created(reports, bob)
+    assert all(enqueued_report_ids(broker, c.LANE_QUEUE).count(r["id"]) == 0 for r in heavy)  # too large
+    place = {r["id"]: reports.get(f"/v1/reports/{r['id']}", headers=u.headers).get_json()["queue_position"]
+             for u, r in [(alice, heavy[0]), (alice, heavy[1]), (alice, heavy[2]), (bob, light)]}
+    # bob's first report goes right after alice's first, before her other two (older though they are)
+    assert place[light["id"]] == place[heavy[0]["id"]] + 1 < place[heavy[1]["id"]] < place[heavy[2]["id"]]
+    listed = reports.get("/v1/reports", headers=alice.headers).get_json()["items"]
+    assert {r["id"]: r["queue_position"] for r in listed} == {r["id"]: place[r["id"]] for r in heavy}
+    assert reports.delete(f"/v1/reports/{heavy[0]['id']}", headers=alice.headers).status_code == 204
+    cancelled = reports.get(f"/v1/reports/{heavy[0]['id']}", headers=alice.headers).get_json()
+    assert cancelled["status"] == "cancelled" and cancelled["queue_position"] is None
+    # alice's next one takes the cancelled one's turn (and place): still before bob's, being older
+    assert reports.get(f"/v1/reports/{heavy[1]['id']}", headers=alice.headers).get_json()["queue_position"] \
+        == place[heavy[0]["id"]]
 
 
 def test_demo_defaults_and_activity_reports(reports, alice):

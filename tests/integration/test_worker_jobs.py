@@ -11,6 +11,7 @@ from redis import Redis
 from sqlalchemy import select, text, update
 
 from reportflow_common import contracts as c
+from reportflow_common import scheduling
 from reportflow_common.db import OutboxEvent, Report, User, make_engine, make_session_factory, transaction, utcnow
 from reportflow_common.events import EventLog
 from reportflow_common.outbox import OutboxPublisher
@@ -85,12 +86,16 @@ def only_this_tests_jobs(sessions, broker):
     clear()
 
 
-@pytest.fixture()
-def user(sessions) -> uuid.UUID:
+def new_user(sessions) -> uuid.UUID:
     user_id = uuid.uuid4()
     with transaction(sessions) as s:
         s.add(User(id=user_id, email=f"worker-{user_id.hex[:12]}@example.com", password_hash="x"))
     return user_id
+
+
+@pytest.fixture()
+def user(sessions) -> uuid.UUID:
+    return new_user(sessions)
 
 
 def queued(sessions, user_id, rows: int = 30, age_seconds: float = 0, rung: bool = True) -> uuid.UUID:
@@ -131,6 +136,68 @@ def test_claims_take_the_oldest_runnable_job_and_skip_one_another(sessions, user
     assert first.id == older and first.status == c.RUNNING and first.attempts == 1
     assert first.attempt_token and first.attempt_token != second.attempt_token
     assert first.lease_expires_at > utcnow() + timedelta(seconds=25)
+
+
+# The order (reportflow_common.scheduling)
+
+def claim_all(sessions, order: str = scheduling.FAIR, max_cells: int | None = None) -> list[uuid.UUID]:
+    claimed = []
+    while (report := records.claim_next(sessions, 30, order, max_cells)) is not None:
+        claimed.append(report.id)
+    return claimed
+
+
+def test_two_users_backlogs_interleave_and_positions_tell_that_order(sessions):
+    heavy, light = new_user(sessions), new_user(sessions)
+    heavy_jobs = [queued(sessions, heavy, age_seconds=60 - i) for i in range(4)]  # all older than light's
+    light_jobs = [queued(sessions, light, age_seconds=10 - i) for i in range(2)]
+    expected = [heavy_jobs[0], light_jobs[0], heavy_jobs[1], light_jobs[1], heavy_jobs[2], heavy_jobs[3]]
+    positions = scheduling.queue_positions(sessions, scheduling.FAIR, heavy_jobs + light_jobs)
+    assert sorted(positions, key=positions.get) == expected and sorted(positions.values()) == [1, 2, 3, 4, 5, 6]
+    assert claim_all(sessions) == expected
+
+
+def test_a_user_with_fewer_jobs_running_goes_first_and_a_user_alone_takes_every_slot(sessions):
+    heavy, light = new_user(sessions), new_user(sessions)
+    for i in range(3):
+        queued(sessions, heavy, age_seconds=60 - i)
+    assert len(claim_all(sessions)) == 3  # alone: nothing holds a job back (work-conserving)
+    waiting = [queued(sessions, heavy, age_seconds=30 - i) for i in range(2)]
+    newcomer = queued(sessions, light)
+    assert scheduling.queue_positions(sessions, scheduling.FAIR, [newcomer, *waiting]) == {
+        newcomer: 1, waiting[0]: 2, waiting[1]: 3}
+    assert claim_all(sessions) == [newcomer, *waiting]
+
+
+def test_fifo_keeps_arrival_order_across_users(sessions):
+    heavy, light = new_user(sessions), new_user(sessions)
+    jobs = [queued(sessions, heavy, age_seconds=60 - i) for i in range(3)] + [queued(sessions, light)]
+    assert scheduling.queue_positions(sessions, scheduling.FIFO, jobs) == {job: i + 1 for i, job in enumerate(jobs)}
+    assert claim_all(sessions, scheduling.FIFO) == jobs
+
+
+def test_the_lane_claims_small_jobs_only_in_the_same_order(sessions):
+    heavy, light = new_user(sessions), new_user(sessions)
+    large = queued(sessions, heavy, rows=100_000, age_seconds=30)  # 300k cells
+    heavy_small, light_small = queued(sessions, heavy, rows=1000, age_seconds=20), queued(sessions, light, rows=1000)
+    # light's job is its user's first; heavy's small one comes after heavy's large one
+    assert claim_all(sessions, max_cells=3000) == [light_small, heavy_small]
+    assert claim_all(sessions) == [large]
+
+
+def test_a_jobs_size_is_the_same_in_postgresql_and_in_python(sessions, user):
+    """The reports service rings the lane by `cells_of`; the lane claims by `job_cells`: they must agree."""
+    cases = [("demo", {"rows": 1000, "columns": 8}), ("demo", {"rows": 30}), ("demo", {}), ("activity", {})]
+    ids = []
+    with transaction(sessions) as s:
+        for report_type, params in cases:
+            report = Report(user_id=user, type=report_type, params=params, status=c.CANCELLED)
+            s.add(report)
+            s.flush()
+            ids.append(report.id)
+    with sessions() as s:
+        in_sql = dict(s.execute(select(Report.id, scheduling.job_cells()).where(Report.id.in_(ids))).all())
+    assert [in_sql[i] for i in ids] == [scheduling.cells_of(t, p) for t, p in cases] == [8000, 240, 8000, 0]
 
 
 def test_a_cancel_requested_or_finished_job_is_not_claimed(sessions, user):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import requests
 
 from .waiting import GiveUp, wait_until
@@ -40,6 +41,15 @@ class ServerProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def pool_processes(self) -> list[psutil.Process]:
+        """A worker's prefork pool: its children, without its reserved lane (a child too, with its own pool)."""
+        return [p for p in psutil.Process(self.proc.pid).children() if "reportflow_worker.lane" not in p.cmdline()]
+
+    def lane_processes(self) -> list[psutil.Process]:
+        """A worker's reserved lane and its one pool process."""
+        lanes = [p for p in psutil.Process(self.proc.pid).children() if "reportflow_worker.lane" in p.cmdline()]
+        return lanes + [child for lane in lanes for child in lane.children()]
 
     def signal_group(self, sig: int) -> None:
         if self.alive():

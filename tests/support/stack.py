@@ -93,8 +93,9 @@ def start_worker(infra: Infra, **env) -> ServerProcess:
     return service(infra, "worker", "reportflow-worker", **env).start(timeout=60)
 
 
-def start_stack(infra: Infra) -> Stack:
-    """Start every service; if one fails to come up, stop those already started before failing."""
+def start_stack(infra: Infra, **env) -> Stack:
+    """Start every service (reports and worker with `env` too); if one fails to come up, stop those already
+    started before failing."""
     started: list[ServerProcess] = []
 
     def up(process: ServerProcess) -> ServerProcess:
@@ -104,9 +105,9 @@ def start_stack(infra: Infra) -> Stack:
     try:
         auth = up(start_auth(infra))
         jwks = auth.url + "/.well-known/jwks.json"
-        reports = up(start_reports(infra, jwks))
+        reports = up(start_reports(infra, jwks, **env))
         notifiers = [up(start_notifier(infra, jwks)) for _ in range(2)]
-        worker = up(start_worker(infra))
+        worker = up(start_worker(infra, **env))
     except BaseException:
         for process in reversed(started):
             process.stop()

@@ -49,8 +49,9 @@ def test_an_app_built_again_replaces_its_collector(scrape_collectors):
     metrics.register_scrape_collector("queue_depth", queue_collector({REPORTS_QUEUE: 3}))
     metrics.register_scrape_collector("queue_depth", queue_collector({REPORTS_QUEUE: 5}))
     body = metrics.render_latest()[0]
-    assert body.count(b"reportflow_reports_queue_depth_messages{") == 1
+    assert body.count(b"reportflow_reports_queue_depth_messages{") == 2  # the queue and the lane's, once each
     assert b'reportflow_reports_queue_depth_messages{queue="reports"} 5.0' in body
+    assert b'reportflow_reports_queue_depth_messages{queue="reports.lane"} 0.0' in body
 
 
 def test_an_unreachable_broker_leaves_out_the_depth_not_the_scrape(scrape_collectors):

@@ -21,7 +21,7 @@ n, w = int(sys.argv[1]), worker_metrics()
 w.jobs.labels("demo", "succeeded").inc(n)
 w.in_progress.inc()
 w.uploaded_bytes.inc(1000 * n)
-w.queue_wait.labels("demo").observe(n)
+w.queue_wait.labels("demo", "small").observe(n)
 notifier_metrics().connected.inc(n)
 print("ready", flush=True)
 sys.stdin.read()  # stay alive until the test closes stdin
@@ -76,8 +76,8 @@ def test_two_processes_add_up_in_one_scrape(multiproc_dir):
         assert values[RUNNING] == 2
         assert values[CONNECTED] == 3
         assert values[("reportflow_worker_uploaded_bytes_total", ())] == 3000
-        assert values[("reportflow_worker_queue_wait_seconds_count", (("type", "demo"),))] == 2
-        assert values[("reportflow_worker_queue_wait_seconds_sum", (("type", "demo"),))] == 3
+        assert values[("reportflow_worker_queue_wait_seconds_count", (("class", "small"), ("type", "demo")))] == 2
+        assert values[("reportflow_worker_queue_wait_seconds_sum", (("class", "small"), ("type", "demo")))] == 3
         # series that no process touched exist from the start (at 0), so rate() sees their first increment
         assert values[("reportflow_worker_jobs_total", (("outcome", "failed"), ("type", "activity")))] == 0
     finally:

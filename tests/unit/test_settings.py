@@ -190,6 +190,15 @@ def test_markdown_table_mentions_every_variable():
         assert ("Secret." in row) == var.secret, var.name
 
 
+@pytest.mark.parametrize("service", ["reports", "worker"])
+def test_jobs_are_fair_with_a_lane_by_default_and_a_bad_order_or_lane_is_refused(service):
+    settings = load_settings(service, _env(service))
+    assert (settings.job_order, settings.lane_max_cells) == ("fair", 200000)
+    assert load_settings(service, _env(service, JOB_ORDER="fifo", LANE_MAX_CELLS="0")).job_order == "fifo"
+    message = _config_error(service, _env(service, JOB_ORDER="priority", LANE_MAX_CELLS="-1"))
+    assert "JOB_ORDER='priority' is invalid" in message and "LANE_MAX_CELLS=-1 is invalid" in message
+
+
 def test_the_worker_refuses_leases_too_short_for_heartbeats_and_no_attempts():
     message = _config_error("worker", _env("worker", JOB_LEASE_SECONDS="2", MAX_JOB_ATTEMPTS="0",
                                            RECONCILE_INTERVAL_SECONDS="0"))

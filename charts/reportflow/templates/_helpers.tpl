@@ -193,6 +193,14 @@ true
 {{ include "reportflow.secretEnv" (dict "root" . "name" "S3_SECRET_ACCESS_KEY" "optional" true) }}
 {{- end }}
 
+{{/* How queued jobs are ordered and which are small enough for the lane (reports and worker must agree). */}}
+{{- define "reportflow.schedulingEnv" -}}
+- name: JOB_ORDER
+  value: {{ .Values.config.jobOrder | quote }}
+- name: LANE_MAX_CELLS
+  value: {{ .Values.config.laneMaxCells | int | quote }}
+{{- end }}
+
 {{/* A component's own env map (values: <component>.env). */}}
 {{- define "reportflow.extraEnv" -}}
 {{- range $name, $value := . }}

@@ -7,6 +7,7 @@ notifier agree on event names and rooms through this module alone.
 # Celery
 BUILD_REPORT_TASK = "reportflow.build_report"
 REPORTS_QUEUE = "reports"
+LANE_QUEUE = "reports.lane"  # doorbells of small jobs, for the worker's reserved lane (README, scheduling)
 
 # Report types and statuses
 REPORT_TYPES = ("demo", "activity")

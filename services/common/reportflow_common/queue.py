@@ -43,7 +43,8 @@ def make_celery(settings: Settings, name: str) -> Celery:
     return app
 
 
-def ring_doorbell(celery: Celery, report_id: str) -> None:
+def ring_doorbell(celery: Celery, report_id: str, queue: str = REPORTS_QUEUE) -> None:
     """Tell a worker there is a queued job (`report_id` is the job that rang, for logs; the worker claims
-    whatever is next). Raises when the broker cannot be reached."""
-    celery.send_task(BUILD_REPORT_TASK, args=[str(report_id)], queue=REPORTS_QUEUE)
+    whatever is next), or with `LANE_QUEUE` the reserved lane that there is a small one. Raises when the broker
+    cannot be reached."""
+    celery.send_task(BUILD_REPORT_TASK, args=[str(report_id)], queue=queue)

@@ -15,6 +15,7 @@ AUTH, REPORTS, WORKER, NOTIFIER, MIGRATE = "auth", "reports", "worker", "notifie
 WEB = (AUTH, REPORTS, NOTIFIER)
 ALL = (AUTH, REPORTS, WORKER, NOTIFIER)
 XLSX_ENGINES = ("lean", "openpyxl")  # the worker's xlsx writers (reportflow_worker.builders)
+JOB_ORDERS = ("fair", "fifo")  # how queued jobs are ordered (reportflow_common.scheduling)
 
 
 class ConfigError(SystemExit):
@@ -81,6 +82,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("EVENT_HISTORY_TTL_SECONDS", "How long a user's event history is kept after its last event.",
              (REPORTS, WORKER, NOTIFIER), "86400", kind=int),
     Variable("WORKER_CONCURRENCY", "Celery prefork processes.", (WORKER,), "2", kind=int),
+    Variable("JOB_ORDER", "The order queued jobs run in: `fair` (users with fewer jobs running first, then the "
+             "oldest; README, scheduling) or `fifo` (oldest first across all users). Reports (its `queue_position`) "
+             "and worker must agree.", (REPORTS, WORKER), "fair", choices=JOB_ORDERS),
+    Variable("LANE_MAX_CELLS", "Jobs of at most this many cells (a demo report's rows x columns) are also offered "
+             "to the worker's reserved lane, one extra process that takes nothing else, so a small report starts at "
+             "once however busy the pool is; 0: no lane. Reports (it rings the lane) and worker must agree.",
+             (REPORTS, WORKER), "200000", kind=int),
     Variable("VISIBILITY_TIMEOUT_SECONDS", "Seconds before the broker hands a wake-up message that a vanished "
              "worker had taken to another worker. Jobs do not depend on it: their lease does.", (REPORTS, WORKER),
              "3600", kind=int),
@@ -161,6 +169,8 @@ class Settings:
     event_history_max: int = 1000
     event_history_ttl_seconds: int = 86400
     worker_concurrency: int = 2
+    job_order: str = "fair"
+    lane_max_cells: int = 200000
     visibility_timeout_seconds: int = 3600
     job_time_limit_seconds: int = 600
     max_job_attempts: int = 3
@@ -238,7 +248,7 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None, **over
     values.update(overrides)
     settings = Settings(service=service, **values)
     problems += (_check_storage(settings) + _check_transports(settings) + _check_demo_users(settings)
-                 + _check_worker(settings) + _check_retention(settings))
+                 + _check_worker(settings) + _check_retention(settings) + _check_scheduling(settings))
     if problems:
         raise ConfigError(f"reportflow-{service}: configuration error:\n  " + "\n  ".join(problems))
     return settings
@@ -268,6 +278,12 @@ def _check_worker(s: Settings) -> list[str]:
     if s.max_job_attempts < 1:
         problems.append("MAX_JOB_ATTEMPTS must be at least 1")
     return problems
+
+
+def _check_scheduling(s: Settings) -> list[str]:
+    if s.service in (REPORTS, WORKER) and s.lane_max_cells < 0:
+        return [f"LANE_MAX_CELLS={s.lane_max_cells} is invalid: 0 (no lane) or more"]
+    return []
 
 
 def _check_retention(s: Settings) -> list[str]:

@@ -42,7 +42,7 @@ class QueueDepthCollector:
     """Jobs waiting in the Celery queue (a Redis list), read from the broker at scrape time: no process
     keeps this number, and whichever gunicorn worker answers the scrape can ask."""
 
-    def __init__(self, broker_url: str, queues: tuple[str, ...] = (c.REPORTS_QUEUE,)):
+    def __init__(self, broker_url: str, queues: tuple[str, ...] = (c.REPORTS_QUEUE, c.LANE_QUEUE)):
         self.broker = Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
         self.queues = queues
 

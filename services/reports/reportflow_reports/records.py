@@ -14,11 +14,12 @@ from reportflow_common.outbox import PendingEvent, add_terminal_event
 from reportflow_common.problems import Problem
 
 
-def report_json(r: Report) -> dict:
+def report_json(r: Report, queue_position: int | None = None) -> dict:
     body = {
         "id": str(r.id), "type": r.type, "params": r.params, "status": r.status, "progress": r.progress,
         "created_at": _iso(r.created_at), "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
         "rows": r.rows, "size_bytes": r.size_bytes, "error": r.error, "expires_at": _iso(r.expires_at),
+        "queue_position": queue_position,
     }
     if r.status == c.SUCCEEDED:
         body["download_url"] = download_path(r.id)

@@ -11,6 +11,7 @@ from reportflow_common.logs import report_id_var, user_id_var
 from reportflow_common.outbox import OutboxPublisher
 from reportflow_common.problems import Problem, not_found
 from reportflow_common.queue import ring_doorbell
+from reportflow_common.scheduling import SMALL, queue_positions, size_class
 from reportflow_common.storage import LocalStorage
 from reportflow_common.web import json_body
 
@@ -38,8 +39,15 @@ def _owned_or_404(report_id: str):
     return report
 
 
-def _created(report, status: int):
-    resp = jsonify(records.report_json(report))
+def _as_json(reports: list) -> list[dict]:
+    """Report objects, each queued one with its place in the run order (the order the worker claims in)."""
+    ctx = _ctx()
+    positions = queue_positions(ctx.sessions, ctx.settings.job_order, [r.id for r in reports if r.status == c.QUEUED])
+    return [records.report_json(r, positions.get(r.id)) for r in reports]
+
+
+def _created(report, status: int, body: dict | None = None):
+    resp = jsonify(body or _as_json([report])[0])
     resp.status_code = status
     resp.headers["Location"] = f"/v1/reports/{report.id}"
     return resp
@@ -62,13 +70,16 @@ def create():
     if not created:
         return _created(report, 200)
     report_id_var.set(str(report.id))
+    body = _as_json([report])[0]  # its place before a worker can take it
     try:  # the committed row is the job; the message only wakes a worker up
         ring_doorbell(ctx.celery, str(report.id))
+        if ctx.settings.lane_max_cells and size_class(report_type, params, ctx.settings.lane_max_cells) == SMALL:
+            ring_doorbell(ctx.celery, str(report.id), queue=c.LANE_QUEUE)
     except Exception as exc:  # the job stays queued: the worker's reconciler rings for it once the broker is back
         log.warning("doorbell not sent; the reconciler will ring", extra={"error": str(exc)})
     ctx.metrics.created.labels(report_type).inc()
     log.info("report queued", extra={"type": report_type})
-    return _created(report, 202)
+    return _created(report, 202, body)
 
 
 @bp.get("/v1/reports")
@@ -76,14 +87,14 @@ def create():
 def list_reports():
     status, limit, cursor = validation.validate_list_query(request.args)
     rows, next_key = records.list_reports(_ctx().sessions, _caller(), status, limit, cursor)
-    return jsonify(items=[records.report_json(r) for r in rows],
+    return jsonify(items=_as_json(rows),
                    next_cursor=validation.encode_cursor(*next_key) if next_key else None)
 
 
 @bp.get("/v1/reports/<report_id>")
 @jwt_required()
 def get_report(report_id: str):
-    return jsonify(records.report_json(_owned_or_404(report_id)))
+    return jsonify(_as_json([_owned_or_404(report_id)])[0])
 
 
 @bp.get("/v1/reports/<report_id>/download")

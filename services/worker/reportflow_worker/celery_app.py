@@ -1,10 +1,12 @@
 """create_celery(settings): the worker's Celery app, its one task (the doorbell), per-process resources,
-the shutdown deadline and the reconciler's thread."""
+the shutdown deadline and the reconciler's thread. `lane=True` makes the reserved lane's app (reportflow_worker.lane):
+its doorbells claim small jobs only, and it runs no reconciler (the pool's main process does)."""
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import threading
 
 from celery import Celery, signals
 from redis import Redis
@@ -26,13 +28,23 @@ HARD_TIME_LIMIT_MARGIN_SECONDS = 30
 
 
 class _PerProcess:
-    """Connections are opened lazily in each prefork child, never inherited across fork."""
+    """Clients are made in each prefork child, never inherited across fork: by a warm-up thread as the child
+    starts (making the S3 client alone takes a second or more on a loaded machine, which a small report would
+    otherwise wait for), or by the first task if it comes first."""
 
     def __init__(self, settings: Settings, celery: Celery, shutdown: ShutdownClock):
         self.settings, self.celery, self.shutdown = settings, celery, shutdown
         self._pid, self._ctx = None, None
+        self._lock = threading.Lock()  # the warm-up thread and the first task
+
+    def warm_up(self) -> None:
+        threading.Thread(target=self.get, name="warm-up", daemon=True).start()
 
     def get(self) -> WorkerContext:
+        with self._lock:
+            return self._current()
+
+    def _current(self) -> WorkerContext:
         if self._ctx is None or self._pid != os.getpid():
             s = self.settings
             redis = Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)
@@ -45,8 +57,8 @@ class _PerProcess:
         return self._ctx
 
 
-def create_celery(settings: Settings) -> Celery:
-    app = make_celery(settings, "reportflow-worker")
+def create_celery(settings: Settings, lane: bool = False) -> Celery:
+    app = make_celery(settings, "reportflow-worker-lane" if lane else "reportflow-worker")
     app.conf.update(task_soft_time_limit=settings.job_time_limit_seconds,
                     task_time_limit=settings.job_time_limit_seconds + HARD_TIME_LIMIT_MARGIN_SECONDS)
     shutdown = ShutdownClock(settings.graceful_timeout_seconds)  # shared memory: made before the pool forks
@@ -56,12 +68,12 @@ def create_celery(settings: Settings) -> Celery:
     @app.task(name=c.BUILD_REPORT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
     def build_report(self, report_id: str | None = None) -> str:
         """A doorbell: runs the next runnable job, which may not be `report_id` (the job that rang)."""
-        return run_next_job(resources.get(), rung_for=report_id)
+        return run_next_job(resources.get(), rung_for=report_id, lane=lane)
 
     @signals.worker_process_init.connect(weak=False)
     def _child_started(**_):
         """A prefork child signalled with the whole process group finishes or hands back its job like the
-        main process asks it to; a second SIGTERM ends it at once."""
+        main process asks it to; a second SIGTERM ends it at once. Its clients are made right away."""
         seen = []
 
         def on_sigterm(signum, _frame):
@@ -71,6 +83,7 @@ def create_celery(settings: Settings) -> Celery:
             seen.append(signum)
             shutdown.request()
         signal.signal(signal.SIGTERM, on_sigterm)
+        resources.warm_up()
 
     @signals.worker_shutting_down.connect(weak=False)
     def _shutting_down(**_):
@@ -80,7 +93,8 @@ def create_celery(settings: Settings) -> Celery:
 
     @signals.worker_ready.connect(weak=False)
     def _start_reconciler(**_):
-        loops.append(ReconcilerLoop(make_reconciler(settings), settings.reconcile_interval_seconds).start())
+        if not lane:
+            loops.append(ReconcilerLoop(make_reconciler(settings), settings.reconcile_interval_seconds).start())
 
     @signals.worker_shutdown.connect(weak=False)
     def _stop_reconciler(**_):

@@ -27,6 +27,7 @@ from reportflow_common.events import EventLog
 from reportflow_common.logs import report_id_var, user_id_var
 from reportflow_common.outbox import OutboxPublisher
 from reportflow_common.queue import ring_doorbell
+from reportflow_common.scheduling import size_class
 from reportflow_common.settings import Settings
 from reportflow_common.storage import Storage
 
@@ -69,13 +70,16 @@ def attempt_key(user_id, report_id, token, extension: str) -> str:
     return f"reports/{user_id}/{report_id}.{token}{extension}"
 
 
-def run_next_job(ctx: WorkerContext, rung_for: str | None = None) -> str:
-    """What one wake-up message does: claim the next runnable job and run it. Returns the outcome, or
-    `idle` when there was nothing to do. If PostgreSQL stays unreachable for the retry budget, the message
-    is acknowledged anyway: the job is still `queued` in PostgreSQL and the reconciler rings for it again."""
+def run_next_job(ctx: WorkerContext, rung_for: str | None = None, lane: bool = False) -> str:
+    """What one wake-up message does: claim the next runnable job (in the reserved lane: the next small one)
+    and run it. Returns the outcome, or `idle` when there was nothing to do. If PostgreSQL stays unreachable for
+    the retry budget, the message is acknowledged anyway: the job is still `queued` in PostgreSQL and the
+    reconciler rings for it again."""
     s, metrics = ctx.settings, worker_metrics()
+    max_cells = s.lane_max_cells if lane else None
     try:
-        report = retry_transient(lambda: records.claim_next(ctx.sessions, s.job_lease_seconds),
+        report = retry_transient(lambda: records.claim_next(ctx.sessions, s.job_lease_seconds, s.job_order,
+                                                            max_cells),
                                  budget=s.transient_retry_seconds, what="claim a job",
                                  stop=lambda: ctx.shutdown.deadline() is not None,
                                  on_retry=lambda _exc: metrics.retried.labels("transient").inc())
@@ -152,7 +156,8 @@ class Attempt:
             metrics.retried.labels("redelivered").inc()
         metrics.started.labels(report.type).inc()
         if report.attempts == 1 and report.started_at and report.created_at:
-            metrics.queue_wait.labels(report.type).observe(
+            size = size_class(report.type, report.params, self.ctx.settings.lane_max_cells)
+            metrics.queue_wait.labels(report.type, size).observe(
                 max(0.0, (report.started_at - report.created_at).total_seconds()))
         metrics.in_progress.inc()
         try:

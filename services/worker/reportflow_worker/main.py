@@ -1,22 +1,31 @@
-"""`reportflow-worker`: Celery prefork workers plus the metrics/health port (containers and tests run this)."""
+"""`reportflow-worker`: Celery prefork workers, the reserved lane (a child process, unless LANE_MAX_CELLS=0)
+and the metrics/health port (containers and tests run this)."""
 from reportflow_common.metrics import prepare_multiprocess_dir
 
 
 def main() -> None:
-    prepare_multiprocess_dir()
+    prepare_multiprocess_dir()  # before the lane starts: it writes its metrics into the same folder
+    from celery import signals
+
     from reportflow_common import contracts as c
     from reportflow_common.logs import configure_logging
     from reportflow_common.settings import WORKER, load_settings
 
     from .celery_app import create_celery
     from .health import start_health_server
+    from .lane import Lane, celery_worker_args
 
     settings = load_settings(WORKER)
     configure_logging(WORKER, settings.log_level)
     app = create_celery(settings)
     start_health_server(settings)
-    app.worker_main([
-        "--quiet", "worker", f"--loglevel={settings.log_level}", "--pool=prefork",
-        f"--concurrency={settings.worker_concurrency}", f"--queues={c.REPORTS_QUEUE}",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ])
+    lane = Lane().start() if settings.lane_max_cells else None
+    if lane is not None:
+        signals.worker_shutting_down.connect(lambda **_: lane.stop(), weak=False)
+    try:
+        app.worker_main(celery_worker_args(settings.log_level, c.REPORTS_QUEUE, settings.worker_concurrency,
+                                           "celery@%h"))
+    finally:
+        if lane is not None:
+            lane.stop()
+            lane.join(settings.graceful_timeout_seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from reportflow_common import contracts as c
+from reportflow_common.scheduling import SIZE_CLASSES
 
 RETRY_REASONS = ("transient", "redelivered", "handed_back")
 REQUEUE_REASONS = ("lease_expired", "doorbell_missing")
@@ -26,7 +27,9 @@ class WorkerMetrics:
                                "Job steps retried through an outage (transient), attempts after the first "
                                "(redelivered), and jobs handed back on shutdown (handed_back).", ["reason"])
         self.queue_wait = Histogram("reportflow_worker_queue_wait_seconds",
-                                    "From a report's creation to its job's first start.", ["type"],
+                                    "From a report's creation to its job's first start, by type and size class "
+                                    "(small: at most LANE_MAX_CELLS cells, which the reserved lane also takes).",
+                                    ["type", "class"],
                                     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
         self.upload_duration = Histogram("reportflow_worker_upload_duration_seconds",
                                          "Time to upload one report file.",
@@ -54,7 +57,8 @@ class WorkerMetrics:
             self.started.labels(report_type)
             self.rows.labels(report_type)
             self.duration.labels(report_type)
-            self.queue_wait.labels(report_type)
+            for size in SIZE_CLASSES:
+                self.queue_wait.labels(report_type, size)
             for outcome in (c.SUCCEEDED, c.FAILED, c.CANCELLED):
                 self.jobs.labels(report_type, outcome)
         for reason in RETRY_REASONS:

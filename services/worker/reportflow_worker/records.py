@@ -1,7 +1,7 @@
 """State changes of report rows made by the worker and its reconciler. PostgreSQL holds the truth:
 
-- `claim_next` takes the next runnable job (`queued -> running`) with a fresh attempt token and a lease;
-  `runnable_jobs` is the one place that decides the order.
+- `claim_next` takes the next runnable job (`queued -> running`) with a fresh attempt token and a lease, in
+  the order `reportflow_common.scheduling.runnable_jobs` decides (fair across users, or FIFO).
 - Every change an attempt makes afterwards names its token (`renew_lease`, `end_attempt`, `hand_back`), so
   an attempt whose job was taken back can never commit anything.
 - The reconciler takes back running jobs whose lease ran out (`take_back_expired`), finds queued jobs
@@ -17,31 +17,28 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
 from reportflow_common.db import Report, transaction
 from reportflow_common.outbox import PendingEvent, add_terminal_event
-
-
-def runnable_jobs() -> Select:
-    """Queued jobs in the order workers take them: first come, first served. The only place that decides
-    the order (fair scheduling between users changes this function alone)."""
-    return (select(Report.id).where(Report.status == c.QUEUED, Report.cancel_requested.is_(False))
-            .order_by(Report.created_at, Report.id))
+from reportflow_common.scheduling import FAIR, FIFO, job_cells, runnable_jobs
 
 
 def _lease(seconds: float):
     return func.now() + timedelta(seconds=seconds)
 
 
-def claim_next(sessions: sessionmaker[Session], lease_seconds: float) -> Report | None:
-    """The next runnable job, now `running` under a new attempt token and lease; None when there is none.
-    SKIP LOCKED lets concurrent claims take different jobs instead of waiting for each other."""
+def claim_next(sessions: sessionmaker[Session], lease_seconds: float, order: str = FAIR,
+               max_cells: int | None = None) -> Report | None:
+    """The next runnable job in `order` (the lane: only among jobs of at most `max_cells` cells), now
+    `running` under a new attempt token and lease; None when there is none. SKIP LOCKED lets concurrent claims
+    take different jobs instead of waiting for each other."""
     token = uuid.uuid4()
+    candidates = runnable_jobs(order) if max_cells is None else runnable_jobs(order).where(job_cells() <= max_cells)
     with transaction(sessions) as s:
-        target = runnable_jobs().limit(1).with_for_update(skip_locked=True).scalar_subquery()
+        target = candidates.limit(1).with_for_update(skip_locked=True, of=Report).scalar_subquery()
         return s.execute(
             update(Report).where(Report.id == target, Report.status == c.QUEUED)
             .values(status=c.RUNNING, attempt_token=token, lease_expires_at=_lease(lease_seconds),
@@ -173,8 +170,8 @@ def count_queued(sessions: sessionmaker[Session]) -> int:
 
 
 def queued_to_ring(sessions: sessionmaker[Session], rung_before_seconds: float, limit: int) -> list[uuid.UUID]:
-    """Queued jobs not rung for `rung_before_seconds` (or never), never-rung first, then in run order."""
-    stale = runnable_jobs().where((Report.rung_at.is_(None))
+    """Queued jobs not rung for `rung_before_seconds` (or never), never-rung first, then oldest first."""
+    stale = runnable_jobs(FIFO).where((Report.rung_at.is_(None))
                                   | (Report.rung_at < func.now() - timedelta(seconds=rung_before_seconds)))
     query = stale.order_by(None).order_by(Report.rung_at.asc().nulls_first(), Report.created_at, Report.id)
     with sessions() as s:

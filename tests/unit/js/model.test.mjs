@@ -5,7 +5,7 @@ import { test } from "node:test";
 
 import {
   ProgressRate, ReportStore, describe, fieldErrors, fileExtension, formatBytes, formatDateTime, formatPercent,
-  formatTimeLeft,
+  formatTimeLeft, formatWaiting,
 } from "../../../services/notifier/reportflow_notifier/static/js/model.js";
 
 const T0 = Date.parse("2026-01-05T10:00:00Z");
@@ -145,4 +145,13 @@ test("dates carry the day and the time to the second, and the year only when it 
   assert.doesNotMatch(same, /2026/);
   assert.match(formatDateTime("2025-12-31T10:00:00+00:00", now), /2025/);
   assert.equal(formatDateTime(null), "");
+});
+
+test("a queued report says its place in the queue, when the API gave one", () => {
+  assert.equal(formatWaiting(1), "Waiting to start: next in line");
+  assert.equal(formatWaiting(4), "Waiting to start: no. 4 in line");
+  assert.equal(formatWaiting(null), "Waiting to start");  // taken meanwhile, or an older server
+  const store = new ReportStore();
+  store.upsert(report({ queue_position: 3 }));
+  assert.equal(store.upsert(report({ queue_position: 1 })).queue_position, 1, "a fresher answer moves it");
 });

@@ -7,6 +7,7 @@
 - name: TRUSTED_PROXY_HOPS
   value: {{ .Values.config.trustedProxyHops | int | quote }}
 {{ include "reportflow.storageEnv" . }}
+{{ include "reportflow.schedulingEnv" . }}
 - name: S3_PUBLIC_ENDPOINT_URL
   value: {{ include "reportflow.s3PublicEndpointUrl" . | quote }}
 - name: VISIBILITY_TIMEOUT_SECONDS

@@ -8,6 +8,7 @@
 {{- end -}}
 {{ include "reportflow.secretEnv" (dict "root" . "name" "DATABASE_URL") }}
 {{ include "reportflow.storageEnv" . }}
+{{ include "reportflow.schedulingEnv" . }}
 - name: VISIBILITY_TIMEOUT_SECONDS
   value: {{ .Values.config.visibilityTimeoutSeconds | int | quote }}
 - name: JOB_TIME_LIMIT_SECONDS

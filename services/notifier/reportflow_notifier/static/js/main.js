@@ -23,11 +23,12 @@
 import { Live } from "./live.js";
 import {
   ACTIVE, FINISHED, ReportStore, TYPE_NAMES, describe, fieldErrors, fileExtension, formatBytes, formatCount,
-  formatDateTime, formatPercent, formatTimeLeft,
+  formatDateTime, formatPercent, formatTimeLeft, formatWaiting,
 } from "./model.js";
 import { ApiError, Session, logIn, problemOf, register, registrationOpen } from "./session.js";
 
 const PAGE_SIZE = 20;
+const QUEUE_REFRESH_MS = 10000;
 const TOAST_MS = 20000; // succeeded and cancelled toasts leave after this (not while hovered or focused)
 const MAX_TOASTS = 5;
 
@@ -421,7 +422,7 @@ function renderProgress(cell, r, percent) {
   const bar = cell.querySelector("progress");
   if (bar) bar.value = percent;
   const pct = cell.querySelector(".pct");
-  if (r.status === "queued") pct.textContent = "Waiting to start";
+  if (r.status === "queued") pct.textContent = formatWaiting(r.queue_position);
   else if (r.status === "running") pct.textContent = formatPercent(r.progress);
   else if (r.status === "succeeded") pct.textContent = "100 %";
   else pct.textContent = "";
@@ -683,6 +684,10 @@ function main() {
   setInterval(() => { // the time left moves on between progress events
     for (const [id, tr] of rows) if (tr.dataset.status === "running") updateEta(box(tr, 2), store.get(id));
   }, 1000);
+  setInterval(() => { // a queued report's place moves as other users' jobs start and finish: no event says so
+    if (document.hidden) return;
+    for (const [id, tr] of rows) if (tr.dataset.status === "queued") fetchReport(id);
+  }, QUEUE_REFRESH_MS);
   onTypeChange();
   initSignIn();
   show(location.hash === "#signup" ? "signup" : "signin", { focus: false });

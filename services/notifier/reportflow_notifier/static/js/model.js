@@ -165,6 +165,12 @@ export function formatPercent(progress) {
   return percent < 10 ? `${(Math.floor(percent * 10) / 10).toFixed(1)} %` : `${Math.floor(percent)} %`;
 }
 
+/** A queued report's line: its place in the (fair) queue when the API gave one. */
+export function formatWaiting(queuePosition) {
+  if (!queuePosition) return "Waiting to start";
+  return queuePosition === 1 ? "Waiting to start: next in line" : `Waiting to start: no. ${queuePosition} in line`;
+}
+
 /** "about 40 s left", "about 3 min left"; coarse on purpose: the rate wobbles. */
 export function formatTimeLeft(seconds) {
   if (seconds === null || seconds === undefined) return "";

@@ -1,0 +1,122 @@
+"""Benchmark fair scheduling: a small report behind ten large reports of another user, under each job order.
+
+Why: issue 16. With first-in first-out across users, one user's ten large reports took both pool processes
+and a second user's 1k-row report waited behind all ten. This starts the real system as processes (the same
+console scripts and servers as the e2e tests, the default pool of two processes) once per mode, in the same
+run: one user creates ten large reports; once they fill the pool, another user creates one small report. It
+prints the small report's create -> `report.succeeded` time and the large reports' throughput (their rows over
+the time from the first create to the last `report.succeeded`). Figures only: nothing is asserted.
+
+Modes: `fifo` (JOB_ORDER=fifo, no lane: the order before issue 16), `fair-no-lane` (LANE_MAX_CELLS=0) and
+`fair` (the default: fair order and the reserved lane).
+
+    .venv/bin/python bench/bench_fairness.py                          # ten 1M-row reports per mode (minutes)
+    .venv/bin/python bench/bench_fairness.py --large-rows 100000      # a quick run
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.clients import Api, SocketClient  # noqa: E402
+from support.infra import Postgres, RedisServer, S3Server  # noqa: E402
+from support.stack import Infra, generate_private_key_pem, start_stack  # noqa: E402
+from support.waiting import wait_until  # noqa: E402
+
+MODES = {"fifo": {"JOB_ORDER": "fifo", "LANE_MAX_CELLS": "0"},
+         "fair-no-lane": {"JOB_ORDER": "fair", "LANE_MAX_CELLS": "0"},
+         "fair": {"JOB_ORDER": "fair"}}
+COLUMNS = 8
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run_mode(infra: Infra, env: dict, large_count: int, large_rows: int, small_rows: int) -> dict:
+    stack = start_stack(infra, **env)
+    try:
+        api = Api(stack.auth_url, stack.reports_url)
+        heavy, light = api.new_user(), api.new_user()
+        heavy_sock = SocketClient(stack.notifiers[0].url, heavy.token).connect()
+        light_sock = SocketClient(stack.notifiers[1].url, light.token).connect()
+        try:
+            first_created = time.perf_counter()
+            large = [heavy.create({"rows": large_rows, "columns": COLUMNS, "seed": i})["id"]
+                     for i in range(large_count)]
+            wait_until(lambda: [heavy.get(r)["status"] for r in large].count("running") == 2, 120,
+                       "the large reports to fill the pool")
+            lane = stack.worker.lane_processes()  # up by now; their CPU from here on: the small job, then idle
+            lane_cpu = cpu_seconds(lane)
+            started = time.perf_counter()
+            small = light.create({"rows": small_rows, "columns": COLUMNS, "seed": 1})
+            position = small["queue_position"]
+            light_sock.wait_event("report.succeeded", small["id"], 3600)
+            small_seconds = time.perf_counter() - started
+            for report_id in large:
+                heavy_sock.wait_event("report.succeeded", report_id, 3600)
+            makespan = time.perf_counter() - first_created
+            lane_cpu = cpu_seconds(lane) - lane_cpu
+        finally:
+            heavy_sock.disconnect()
+            light_sock.disconnect()
+        return {"small_seconds": small_seconds, "position": position, "makespan": makespan,
+                "rows_per_second": large_count * large_rows / makespan, "lane_cpu": lane_cpu if lane else None}
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--large-rows", type=int, default=1_000_000)
+    parser.add_argument("--large-count", type=int, default=10)
+    parser.add_argument("--small-rows", type=int, default=1000)
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of: {', '.join(MODES)}")
+    args = parser.parse_args()
+    modes = args.modes.split(",")
+    workdir = Path(tempfile.mkdtemp(prefix="rf-bench-fair-"))
+    postgres = Postgres(workdir).start()
+    postgres.migrate()
+    redis, s3 = RedisServer(workdir).start(), S3Server(workdir).start()
+    infra = Infra(postgres, redis, s3, generate_private_key_pem(), workdir)
+    try:
+        print(f"CPUs: {os.cpu_count()}  load average: {os.getloadavg()[0]:.1f}  Python: {platform.python_version()}  "
+              f"pool: 2 processes  {args.large_count} large reports of {args.large_rows:,} rows x {COLUMNS} "
+              f"(one user), then one of {args.small_rows:,} rows (another user)  storage: moto S3 on loopback")
+        print(f"{'mode':<14} {'small: create->notified s':>26} {'its queue_position':>19} "
+              f"{'large: makespan s':>18} {'large rows/s':>13} {'lane CPU s':>11}")
+        results = {}
+        for mode in modes:
+            r = results[mode] = run_mode(infra, MODES[mode], args.large_count, args.large_rows, args.small_rows)
+            lane = f"{r['lane_cpu']:.2f}" if r["lane_cpu"] is not None else "-"
+            print(f"{mode:<14} {r['small_seconds']:>26.2f} {str(r['position']):>19} {r['makespan']:>18.1f} "
+                  f"{r['rows_per_second']:>13,.0f} {lane:>11}", flush=True)
+        if "fifo" in results:
+            for mode in (m for m in results if m != "fifo"):
+                ratio = results[mode]["rows_per_second"] / results["fifo"]["rows_per_second"]
+                print(f"{mode}: the small report {results[mode]['small_seconds']:.2f} s vs fifo "
+                      f"{results['fifo']['small_seconds']:.2f} s; large throughput {ratio:.1%} of fifo's")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    finally:
+        for server in (s3, redis, postgres):
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The order in which queued jobs run, decided in PostgreSQL: the worker claims by it, and the reports service
+tells a queued report its place in it (`queue_position`). Nothing a client sends changes it.
+
+`fair` (the default): each queued job's turn is its user's running jobs plus that user's jobs queued before it;
+the lowest turn runs first, then the oldest. So users with fewer jobs running go first, two users' backlogs
+interleave, and a user alone may still use every slot (work-conserving). A turn does not move when a job of its
+user starts (one more running, one fewer ahead), so positions computed now are the order jobs will start in,
+unless one finishes or arrives. `fifo`: first come, first served across all users.
+
+The reserved lane (LANE_MAX_CELLS) claims in the same order among small jobs only.
+"""
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import BigInteger, Select, case, cast, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import contracts as c
+from .db import Report
+from .settings import JOB_ORDERS
+
+FAIR, FIFO = JOB_ORDERS
+SMALL, LARGE = "small", "large"  # size classes, for the lane and the queue-wait metric
+SIZE_CLASSES = (SMALL, LARGE)
+
+
+def _demo_param(name: str):
+    return cast(func.coalesce(Report.params[name].astext, str(c.DEMO_DEFAULTS[name])), BigInteger)
+
+
+def job_cells():
+    """A job's size as PostgreSQL sees it: a demo report's rows x columns; an `activity` report (the caller's
+    own history, a few thousand rows at most) counts as 0."""
+    return case((Report.type == "demo", _demo_param("rows") * _demo_param("columns")), else_=0)
+
+
+def cells_of(report_type: str, params: dict) -> int:
+    """`job_cells` of one report, in Python."""
+    if report_type != "demo":
+        return 0
+    merged = {**c.DEMO_DEFAULTS, **params}
+    return int(merged["rows"]) * int(merged["columns"])
+
+
+def size_class(report_type: str, params: dict, max_cells: int) -> str:
+    return SMALL if cells_of(report_type, params) <= max_cells else LARGE
+
+
+def _run_order(order: str) -> tuple[Select, tuple]:
+    """The runnable jobs and the keys they run in."""
+    runnable = select(Report.id).where(Report.status == c.QUEUED, Report.cancel_requested.is_(False))
+    if order == FIFO:
+        return runnable, (Report.created_at, Report.id)
+    running = (select(Report.user_id, func.count().label("jobs")).where(Report.status == c.RUNNING)
+               .group_by(Report.user_id).subquery("running"))
+    turns = (select(Report.id, (func.coalesce(running.c.jobs, 0) + func.row_number().over(
+                partition_by=Report.user_id, order_by=(Report.created_at, Report.id))).label("turn"))
+             .outerjoin(running, running.c.user_id == Report.user_id)
+             .where(Report.status == c.QUEUED, Report.cancel_requested.is_(False)).subquery("turns"))
+    return runnable.join(turns, turns.c.id == Report.id), (turns.c.turn, Report.created_at, Report.id)
+
+
+def runnable_jobs(order: str = FAIR) -> Select:
+    """Queued, not cancelled jobs (`Report.id`) in the order they are to run; the one place that decides it.
+    Callers may filter further on `Report` (the lane: small jobs only)."""
+    runnable, keys = _run_order(order)
+    return runnable.order_by(*keys)
+
+
+def queue_positions(sessions: sessionmaker[Session], order: str, report_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The 1-based place of each of these queued reports in the run order (absent: not runnable)."""
+    if not report_ids:
+        return {}
+    runnable, keys = _run_order(order)
+    ranked = runnable.add_columns(func.row_number().over(order_by=keys).label("place")).subquery("ranked")
+    with sessions() as s:
+        rows = s.execute(select(ranked.c.id, ranked.c.place).where(ranked.c.id.in_(report_ids))).all()
+    return {report_id: place for report_id, place in rows}
