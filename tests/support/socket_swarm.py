@@ -53,11 +53,10 @@ class Swarm:
     def __init__(self, url: str):
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port or 80
-        self.sockets: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self.tasks: list[asyncio.Task] = []
+        self.sockets: dict[int, tuple[asyncio.StreamWriter, asyncio.Task]] = {}  # by position in the auths
         self.recording, self.latencies, self.received = False, [], 0
 
-    async def open(self, auth: dict) -> None:
+    async def open(self, index: int, auth: dict) -> None:
         reader, writer = await asyncio.open_connection(self.host, self.port)
         try:
             key = base64.b64encode(os.urandom(16)).decode()
@@ -80,8 +79,7 @@ class Swarm:
         except BaseException:
             writer.close()
             raise
-        self.sockets.append((reader, writer))
-        self.tasks.append(asyncio.create_task(self._listen(reader, writer)))
+        self.sockets[index] = (writer, asyncio.create_task(self._listen(reader, writer)))
 
     async def _listen(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -107,23 +105,23 @@ class Swarm:
     async def connect_all(self, auths: list[dict]) -> dict:
         started, gate, errors = time.perf_counter(), asyncio.Semaphore(CONNECTING_AT_ONCE), []
 
-        async def one(auth):
+        async def one(index, auth):
             async with gate:
                 try:
-                    await asyncio.wait_for(self.open(auth), CONNECT_TIMEOUT)
+                    await asyncio.wait_for(self.open(index, auth), CONNECT_TIMEOUT)
                 except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
                     errors.append(repr(exc)[:200])
 
-        await asyncio.gather(*(one(a) for a in auths))
+        await asyncio.gather(*(one(i, a) for i, a in enumerate(auths)))
         return {"connected": len(auths) - len(errors), "failed": len(errors), "errors": errors[:5],
                 "seconds": time.perf_counter() - started}
 
     def drop_odd(self) -> dict:
         """Close every second socket (with two sockets per user, one of each user's stays)."""
-        for (_reader, writer), task in zip(self.sockets[1::2], self.tasks[1::2], strict=True):
+        for index in [i for i in self.sockets if i % 2]:
+            writer, task = self.sockets.pop(index)
             writer.close()
             task.cancel()
-        self.sockets, self.tasks = self.sockets[::2], self.tasks[::2]
         return {"open": len(self.sockets)}
 
     def report(self) -> dict:
@@ -185,7 +183,7 @@ async def main() -> None:
             say(swarm.report())
         elif command == "quit":
             break
-    for _reader, writer in swarm.sockets:
+    for writer, _task in swarm.sockets.values():
         writer.close()
 
 
