@@ -10,10 +10,12 @@ What runs: a private redis-server; a JWKS served from this process (the notifier
 tokens are signed here with a fresh Ed25519 key, so no auth service or database is needed); the notifier's
 console script, then the peer; clients in separate processes (tests/support/socket_swarm.py: asyncio, raw
 WebSocket frames, two processes), so that the server is what is measured. Per server:
-1. connect 10,000 sockets (5,000 users x 2) and take the server process's RSS delta / sockets;
-2. close one socket of each user (5,000 users connected), publish events at the rate to random users for
-   the duration, the notifier's through reportflow's own publishing function (EventLog.publish), the peer's
-   through python-socketio's RedisManager emitter, and time each from its `time` field to its arrival.
+1. connect 10,000 sockets (5,000 users x 2): the server process's RSS delta / sockets, its CPU per connect;
+   then close every 10th socket at once and time until the server is quiet again (a mass disconnect);
+2. on a fresh server, one socket for each of the 5,000 users; publish events at the rate (8 publishing
+   threads) to random users for the duration, the notifier's through reportflow's own publishing function
+   (EventLog.publish), the peer's through python-socketio's RedisManager emitter, and time each from its
+   `time` field (set at publication) to its arrival in the client process.
 Figures only: nothing is asserted.
 
     .venv/bin/python bench/bench_sockets.py [--sockets 10000] [--rate 500] [--seconds 20] [--swarms 2]
@@ -21,6 +23,8 @@ Figures only: nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import platform
@@ -48,6 +52,8 @@ from support.waiting import free_port, wait_until  # noqa: E402
 PEER_CHANNEL = "bench-peer"
 EVENT = "report.progress"
 KB = 1024
+DROP_EVERY = 10  # the mass disconnect: every 10th socket at once
+PUBLISHERS = 8
 
 
 def serve_peer(port: int, redis_url: str) -> None:
@@ -116,6 +122,13 @@ def cpu_seconds(process: psutil.Process) -> float:
     return times.user + times.system
 
 
+def quiet(process: psutil.Process, window: float = 1.0) -> bool:
+    """True once the process used under 10 % of a core over `window` seconds (its backlog is done)."""
+    before = cpu_seconds(process)
+    time.sleep(window)
+    return cpu_seconds(process) - before < 0.1 * window
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -136,34 +149,62 @@ def publisher(kind: str, redis_url: str):
                                              "time": datetime.now(UTC).isoformat()}, room=f"user:{user}")
 
 
-def run_server(kind: str, server: ServerProcess, auths: list[dict], users: list[str], args, redis_url: str) -> dict:
+def start_swarms(server: ServerProcess, auths: list[dict], count: int) -> list[SwarmProcess]:
+    share = -(-len(auths) // count)
+    return [SwarmProcess(server.url, auths[i:i + share]) for i in range(0, len(auths), share)]
+
+
+def hold_sockets(server: ServerProcess, auths: list[dict], args) -> dict:
+    """Phase 1: connect every socket; memory and CPU per socket; then a mass disconnect of every 10th."""
     worker = worker_process(server)
     time.sleep(1)
     rss_before, cpu_before = worker.memory_info().rss, cpu_seconds(worker)
-    share = len(auths) // args.swarms + (len(auths) // args.swarms) % 2  # even: a user's two sockets together
-    swarms = [SwarmProcess(server.url, auths[i:i + share]) for i in range(0, len(auths), share)]
+    swarms = start_swarms(server, auths, args.swarms)
     try:
         opened = [s.result() for s in swarms]
         connected = sum(o["connected"] for o in opened)
         time.sleep(2)
         rss_after, cpu_connect = worker.memory_info().rss, cpu_seconds(worker) - cpu_before
-        result = {"connected": connected, "failed": sum(o["failed"] for o in opened),
-                  "errors": [e for o in opened for e in o["errors"]][:3],
-                  "connect_s": max(o["seconds"] for o in opened), "rss_before": rss_before, "rss_after": rss_after,
-                  "kb_per_socket": (rss_after - rss_before) / KB / max(connected, 1),
-                  "cpu_ms_per_connect": 1000 * cpu_connect / max(connected, 1)}
-        result["open"] = sum(s.ask("drop_odd")["open"] for s in swarms)
-        time.sleep(3)  # the server has taken the closed sockets out of their rooms
+        dropped, cpu_before = time.perf_counter(), cpu_seconds(worker)
+        still = sum(s.ask(f"drop {DROP_EVERY}")["open"] for s in swarms)
+        wait_until(lambda: quiet(worker), 900, "the server to process the disconnects", interval=0)
+        return {"connected": connected, "failed": sum(o["failed"] for o in opened),
+                "errors": [e for o in opened for e in o["errors"]][:3],
+                "connect_s": max(o["seconds"] for o in opened), "rss_before": rss_before, "rss_after": rss_after,
+                "kb_per_socket": (rss_after - rss_before) / KB / max(connected, 1),
+                "cpu_ms_per_connect": 1000 * cpu_connect / max(connected, 1),
+                "drain_s": time.perf_counter() - dropped,
+                "cpu_ms_per_disconnect": 1000 * (cpu_seconds(worker) - cpu_before) / max(connected - still, 1)}
+    finally:
+        for s in swarms:
+            s.stop()
+
+
+def deliver(kind: str, server: ServerProcess, auths: list[dict], users: list[str], args, redis_url: str) -> dict:
+    """Phase 2, on a fresh server: one socket per user; events at the rate to random users; their latency."""
+    worker = worker_process(server)
+    swarms = start_swarms(server, auths, args.swarms)
+    try:
+        result = {"open": sum(s.result()["connected"] for s in swarms)}
+        wait_until(lambda: quiet(worker), 300, "the server to settle after the connects", interval=0)
         for s in swarms:
             s.ask("record")
-        publish, rng = publisher(kind, redis_url), random.Random(14)
-        total = int(args.rate * args.seconds)
+        publish, total = publisher(kind, redis_url), int(args.rate * args.seconds)
+        picks = random.Random(14).choices(users, k=total)
         cpu_before, started = cpu_seconds(worker), time.perf_counter()
-        for index in range(total):
-            delay = started + index / args.rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            publish(rng.choice(users))
+
+        def publish_share(first: int) -> None:  # several publishers, like several workers, each on the schedule
+            for index in range(first, total, PUBLISHERS):
+                delay = started + index / args.rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                publish(picks[index])
+
+        threads = [threading.Thread(target=publish_share, args=(i,)) for i in range(PUBLISHERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         result["publish_rate"] = total / (time.perf_counter() - started)
         wait_until_received(swarms, total)
         result["server_cpu_pct"] = 100 * (cpu_seconds(worker) - cpu_before) / (time.perf_counter() - started)
@@ -171,7 +212,9 @@ def run_server(kind: str, server: ServerProcess, auths: list[dict], users: list[
         latencies = [x for r in reports for x in r["latencies"]]
         result.update(published=total, received=len(latencies), p50_ms=1000 * percentile(latencies, 0.5),
                       p99_ms=1000 * percentile(latencies, 0.99), max_ms=1000 * max(latencies, default=float("nan")),
-                      swarm_cpu_s=sum(r["cpu_seconds"] for r in reports))
+                      swarm_cpu_s=sum(r["cpu_seconds"] for r in reports), still_open=sum(r["open"] for r in reports))
+        if result["still_open"] < result["open"]:
+            print(f"{kind} closed sockets; the end of its log:\n{server.tail(30)}")
         return result
     finally:
         for s in swarms:
@@ -188,6 +231,14 @@ def wait_until_received(swarms: list[SwarmProcess], total: int, patience: float 
         if received != last:
             last, since = received, time.monotonic()
         time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def running(server: ServerProcess):
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def start_notifier(workdir: Path, redis_url: str, jwks: Jwks) -> ServerProcess:
@@ -213,6 +264,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500, help="events published per second")
     parser.add_argument("--seconds", type=float, default=20, help="how long events are published")
     parser.add_argument("--swarms", type=int, default=2, help="client processes")
+    parser.add_argument("--servers", default="reportflow,python-socketio", help="which to measure (profiling)")
     parser.add_argument("--serve-peer", nargs=2, metavar=("PORT", "REDIS_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_peer:
@@ -228,14 +280,15 @@ def main() -> None:
             users = [str(uuid.uuid4()) for _ in range(args.sockets // 2)]
             tokens = {user: jwks.token(user) for user in users}
             results = {}
-            for kind in ("reportflow", "python-socketio"):
-                server = start_notifier(workdir, redis.url, jwks) if kind == "reportflow" else \
-                    start_peer(workdir, redis.url)
-                auths = [{"token": tokens[u]} if kind == "reportflow" else {"user": u} for u in users for _ in (0, 1)]
-                try:
-                    results[kind] = run_server(kind, server, auths, users, args, redis.url)
-                finally:
-                    server.stop()
+            for kind in args.servers.split(","):
+                ours = kind == "reportflow"
+                auths = {u: {"token": tokens[u]} if ours else {"user": u} for u in users}
+                start = functools.partial(start_notifier, workdir, redis.url, jwks) if ours else \
+                    functools.partial(start_peer, workdir, redis.url)
+                with running(start()) as server:
+                    results[kind] = hold_sockets(server, [auths[u] for u in users for _ in (0, 1)], args)
+                with running(start()) as server:
+                    results[kind].update(deliver(kind, server, list(auths.values()), users, args, redis.url))
             report(results, args, limit)
         finally:
             jwks.shutdown()
@@ -244,7 +297,7 @@ def main() -> None:
 
 def report(results: dict, args, limit: int) -> None:
     from importlib.metadata import version
-    ours, peer = results["reportflow"], results["python-socketio"]
+    names = list(results)
     print(f"CPUs: {os.cpu_count()}  load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}  "
           f"Python {platform.python_version()}  open files: {limit}  "
           + "  ".join(f"{name} {version(name)}" for name in ("gunicorn", "gevent", "python-socketio",
@@ -254,20 +307,29 @@ def report(results: dict, args, limit: int) -> None:
     rows = [("sockets connected", "connected", "{:,}"), ("connects failed", "failed", "{:,}"),
             ("connect time s", "connect_s", "{:.1f}"), ("server CPU ms per connect", "cpu_ms_per_connect", "{:.2f}"),
             ("RSS before MiB", "rss_before", "mib"), ("RSS after MiB", "rss_after", "mib"),
-            ("KB per socket", "kb_per_socket", "{:.1f}"), ("sockets open (1 per user)", "open", "{:,}"),
+            ("KB per socket", "kb_per_socket", "{:.1f}"), ("disconnects processed in s", "drain_s", "{:.1f}"),
+            ("server CPU ms per disconnect", "cpu_ms_per_disconnect", "{:.2f}"),
+            ("sockets open (1 per user)", "open", "{:,}"),
             ("publish rate /s", "publish_rate", "{:.0f}"), ("events published", "published", "{:,}"),
             ("events received", "received", "{:,}"), ("latency p50 ms", "p50_ms", "{:.1f}"),
             ("latency p99 ms", "p99_ms", "{:.1f}"), ("latency max ms", "max_ms", "{:.1f}"),
             ("server CPU % while publishing", "server_cpu_pct", "{:.0f}"),
-            ("client processes' CPU s (all)", "swarm_cpu_s", "{:.1f}")]
-    print(f"{'':32} {'reportflow':>12} {'python-socketio':>16} {'ratio':>7}")
+            ("client processes' CPU s (all)", "swarm_cpu_s", "{:.1f}"),
+            ("sockets open at the end", "still_open", "{:,}")]
+    header = "".join(f" {name:>16}" for name in names) + (f" {'ratio':>7}" if len(names) == 2 else "")
+    print(f"{'':32}{header}")
     for label, key, fmt in rows:
-        a, b = ours[key], peer[key]
+        values = [results[name][key] for name in names]
         cell = (lambda v: f"{v / KB / KB:.1f}") if fmt == "mib" else fmt.format
-        ratio = f"{a / b:.2f}" if isinstance(a, float) and b else ""
-        print(f"{label:32} {cell(a):>12} {cell(b):>16} {ratio:>7}")
-    if ours["errors"] or peer["errors"]:
-        print("first connect errors:", ours["errors"], peer["errors"])
+        ratio = f" {values[0] / values[1]:>7.2f}" if len(values) == 2 and isinstance(values[0], float) and values[1] \
+            else ""
+        print(f"{label:32}" + "".join(f" {cell(v):>16}" for v in values) + ratio)
+    for name in names:
+        if results[name]["errors"]:
+            print(f"{name}: first connect errors: {results[name]['errors']}")
+    if "reportflow" not in results:
+        return
+    ours = results["reportflow"]
     print(f"targets: <= 75 KB per socket: {ours['kb_per_socket']:.1f} KB "
           f"({'met' if ours['kb_per_socket'] <= 75 and ours['connected'] == args.sockets else 'NOT met'}); "
           f"p99 < 250 ms: {ours['p99_ms']:.1f} ms "

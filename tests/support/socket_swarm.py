@@ -5,7 +5,8 @@ python-socketio's client costs a thread or two per connection; this speaks just 
 one process with little CPU, so that the server, not the clients, is what a measurement sees.
 
 Run as a process (`python -m support.socket_swarm` with tests/ on sys.path), driven by JSON lines:
-stdin  {"url": "http://host:port", "auths": [{...}, ...]}  then commands: "drop_odd", "record", "report", "quit"
+stdin  {"url": "http://host:port", "auths": [{...}, ...]}  then commands: "drop <n>" (close every n-th socket),
+       "record", "report", "quit"
 stdout {"connected": n, "failed": n, "errors": [...], "seconds": s}, {"open": n}, {"recording": true},
        {"received": n, "latencies": [s, ...], "cpu_seconds": s}
 A latency is the time from the event's `time` field (set when it was published) to its arrival here.
@@ -116,9 +117,9 @@ class Swarm:
         return {"connected": len(auths) - len(errors), "failed": len(errors), "errors": errors[:5],
                 "seconds": time.perf_counter() - started}
 
-    def drop_odd(self) -> dict:
-        """Close every second socket (with two sockets per user, one of each user's stays)."""
-        for index in [i for i in self.sockets if i % 2]:
+    def drop(self, every: int) -> dict:
+        """Close every `every`-th socket, all at once (a mass disconnect)."""
+        for index in [i for i in self.sockets if i % every == every - 1]:
             writer, task = self.sockets.pop(index)
             writer.close()
             task.cancel()
@@ -126,7 +127,8 @@ class Swarm:
 
     def report(self) -> dict:
         cpu = os.times()
-        return {"received": self.received, "latencies": self.latencies, "cpu_seconds": cpu.user + cpu.system}
+        return {"received": self.received, "latencies": self.latencies, "cpu_seconds": cpu.user + cpu.system,
+                "open": sum(not task.done() for _writer, task in self.sockets.values())}
 
 
 class SwarmProcess:
@@ -174,8 +176,8 @@ async def main() -> None:
     swarm = Swarm(config["url"])
     say(await swarm.connect_all(config["auths"]))
     while command := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
-        if command == "drop_odd":
-            say(swarm.drop_odd())
+        if command.startswith("drop "):
+            say(swarm.drop(int(command.split()[1])))
         elif command == "record":
             swarm.recording = True
             say({"recording": True})
