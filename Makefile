@@ -111,6 +111,7 @@ $(VENV)/.bench: $(VENV)/.dev requirements/bench.txt
 bench: $(VENV)/.bench ## print every figure with its peer measured in the same run (bench/README.md)
 	$(BIN)/python bench/bench_demo_sheet.py
 	$(BIN)/python bench/bench_fairness.py
+	$(BIN)/python bench/bench_sockets.py
 
 constraints: ## re-pin every dependency after changing one
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

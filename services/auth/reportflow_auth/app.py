@@ -10,8 +10,9 @@ from redis import Redis
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from reportflow_common.db import make_engine, make_session_factory, ping
+from reportflow_common.db import engine_for, make_session_factory, ping
 from reportflow_common.ratelimit import Throttle
+from reportflow_common.redis_pool import redis_client
 from reportflow_common.settings import Settings
 from reportflow_common.tokens import init_jwt
 from reportflow_common.web import init_web
@@ -52,8 +53,8 @@ def create_app(settings: Settings) -> Flask:
     from .routes import bp
 
     key = load_signing_key(settings.jwt_private_key, settings.jwt_previous_public_keys)
-    engine = make_engine(settings.database_url)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    engine = engine_for(settings)
+    redis = redis_client(settings)
     app = Flask("reportflow_auth")
     app.extensions["reportflow"] = AuthContext(settings, key, engine, make_session_factory(engine), redis,
                                                auth_metrics(), Throttle(settings.redis_url, redis))

@@ -23,6 +23,8 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from .settings import Settings
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -109,6 +111,14 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg2://" + url[len(prefix):]
     return url
+
+
+def engine_for(settings: Settings, **kwargs) -> Engine:
+    """The engine of a service process: at most DATABASE_POOL_SIZE connections, and a request finding them all
+    busy waits DATABASE_POOL_TIMEOUT_SECONDS for one (then 503) rather than opening more than PostgreSQL
+    was sized for."""
+    return make_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=0,
+                       pool_timeout=settings.database_pool_timeout_seconds, **kwargs)
 
 
 def make_engine(url: str, **kwargs) -> Engine:

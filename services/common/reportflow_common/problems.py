@@ -20,14 +20,15 @@ PROBLEM_JSON = "application/problem+json"
 
 @functools.cache
 def _dependency_down() -> tuple[type[Exception], ...]:
-    """Raised when PostgreSQL or Redis cannot be reached mid-request (connection refused, timed out, dropped).
-    SQLAlchemy is the `db` extra: the notifier's image has no database driver, and no database to lose."""
+    """Raised when PostgreSQL or Redis cannot be reached mid-request (connection refused, timed out, dropped,
+    or no pooled connection freed within the pool's timeout). SQLAlchemy is the `db` extra: the notifier's
+    image has no database driver, and no database to lose."""
     errors: tuple[type[Exception], ...] = (redis_errors.ConnectionError, redis_errors.TimeoutError)
     try:
         from sqlalchemy import exc as sa_errors
     except ImportError:
         return errors
-    return (*errors, sa_errors.OperationalError)
+    return (*errors, sa_errors.OperationalError, sa_errors.TimeoutError)
 
 
 

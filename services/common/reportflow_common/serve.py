@@ -34,16 +34,38 @@ def _json_logs_only() -> None:
         logger.propagate = True
 
 
+def raise_open_file_limit() -> int:
+    """Lift this process's soft limit on open files to its hard limit (children inherit it), so that a gevent
+    worker can hold WORKER_CONNECTIONS sockets: the usual soft limit, 1024, stops it near 1,000. Returns the
+    limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
 def run_gunicorn(load_app: Callable, settings, *, worker_class: str = "gthread", workers: int | None = None,
                  threads: int = 4) -> None:
     """Serve the app `load_app()` builds in each worker (after fork: no connections shared across processes)."""
+    import logging
+
     from .metrics import mark_process_dead
 
+    open_files = raise_open_file_limit()
+    if worker_class == "gevent" and open_files < settings.worker_connections + 100:
+        logging.getLogger(__name__).warning("the open-file limit is below WORKER_CONNECTIONS: sockets beyond it are "
+                                            "refused", extra={"open_files": open_files,
+                                                              "worker_connections": settings.worker_connections})
     _Gunicorn(load_app, {
         "bind": f"{settings.host}:{settings.port}",
         "workers": workers or settings.web_concurrency,
         "worker_class": WORKER_CLASSES.get(worker_class, worker_class),
         "threads": threads,
+        # gevent: sockets served at once (gunicorn's default, 1000, refused the 1,001st); gthread: its own default
+        **({"worker_connections": settings.worker_connections} if worker_class == "gevent" else {}),
         "graceful_timeout": settings.graceful_timeout_seconds,
         "timeout": 60,
         "keepalive": 5,

@@ -122,6 +122,20 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PORT", "Port of the HTTP server (the worker's serves metrics and health).", ALL, "8000", kind=int),
     Variable("WEB_CONCURRENCY", "gunicorn worker processes (the notifier always runs one per process).",
              (AUTH, REPORTS), "2", kind=int),
+    Variable("WORKER_CONNECTIONS", "Sockets and requests one gevent process (the notifier, `make up`'s web process) "
+             "serves at once; beyond it gunicorn stops accepting. ~70 KB each: 10,000 is ~0.7 GiB. The process "
+             "raises its open-file limit to the hard limit at start, which must exceed this (chart README).",
+             (NOTIFIER,), "10000", kind=int),
+    Variable("DATABASE_POOL_SIZE", "PostgreSQL connections one process keeps at most (no overflow). A request "
+             "needing one when all are busy waits up to DATABASE_POOL_TIMEOUT_SECONDS. Size the database's "
+             "`max_connections` for pods × processes × this.", (AUTH, REPORTS, WORKER), "10", kind=int),
+    Variable("DATABASE_POOL_TIMEOUT_SECONDS", "How long a request waits for a free PostgreSQL connection before "
+             "it fails (503).", (AUTH, REPORTS, WORKER), "10", kind=float),
+    Variable("REDIS_MAX_CONNECTIONS", "Redis connections one process keeps at most. A command takes well under a "
+             "millisecond, so a burst of requests waits its turn (up to REDIS_POOL_TIMEOUT_SECONDS) instead of "
+             "opening more, or failing.", ALL, "50", kind=int),
+    Variable("REDIS_POOL_TIMEOUT_SECONDS", "How long a command waits for a free Redis connection before it fails "
+             "(503).", ALL, "5", kind=float),
     Variable("GRACEFUL_TIMEOUT_SECONDS", "Seconds given to in-flight work after SIGTERM (the worker finishes a "
              "job that fits, else hands it back to the queue).", ALL, "25", kind=int),
     Variable("LOG_LEVEL", "Python log level.", ALL, "INFO"),
@@ -186,6 +200,11 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8000
     web_concurrency: int = 2
+    worker_connections: int = 10000
+    database_pool_size: int = 10
+    database_pool_timeout_seconds: float = 10.0
+    redis_max_connections: int = 50
+    redis_pool_timeout_seconds: float = 5.0
     graceful_timeout_seconds: int = 25
     log_level: str = "INFO"
     prometheus_multiproc_dir: str = ""
@@ -248,7 +267,8 @@ def load_settings(service: str, environ: Mapping[str, str] | None = None, **over
     values.update(overrides)
     settings = Settings(service=service, **values)
     problems += (_check_storage(settings) + _check_transports(settings) + _check_demo_users(settings)
-                 + _check_worker(settings) + _check_retention(settings) + _check_scheduling(settings))
+                 + _check_worker(settings) + _check_retention(settings) + _check_scheduling(settings)
+                 + _check_pools(settings))
     if problems:
         raise ConfigError(f"reportflow-{service}: configuration error:\n  " + "\n  ".join(problems))
     return settings
@@ -295,6 +315,12 @@ def _check_retention(s: Settings) -> list[str]:
     if s.report_retention_seconds < 0:
         problems.append(f"REPORT_RETENTION_SECONDS={s.report_retention_seconds} is invalid: 0 (unused) or more")
     return problems
+
+
+def _check_pools(s: Settings) -> list[str]:
+    sizes = {"WORKER_CONNECTIONS": s.worker_connections, "DATABASE_POOL_SIZE": s.database_pool_size,
+             "REDIS_MAX_CONNECTIONS": s.redis_max_connections}
+    return [f"{name}={size} is invalid: at least 1" for name, size in sizes.items() if size < 1]
 
 
 def _check_transports(s: Settings) -> list[str]:

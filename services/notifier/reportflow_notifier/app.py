@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from flask import Flask, request
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 from prometheus_client import Counter, Gauge, Histogram
-from redis import Redis, RedisError
+from redis import RedisError
 
 from reportflow_common.contracts import EVENT_RESET, EVENT_SUCCEEDED, REPORT_EVENTS, SOCKETIO_NAMESPACE, user_room
 from reportflow_common.events import EventLog
 from reportflow_common.problems import Problem
+from reportflow_common.redis_pool import redis_client
 from reportflow_common.settings import Settings
 from reportflow_common.tokens import JwksKeys, init_jwt, verify_access_token
 from reportflow_common.web import init_web
@@ -101,7 +102,7 @@ def _epoch(auth) -> str | None:
 
 
 def create_app(settings: Settings) -> Flask:
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    redis = redis_client(settings)
     events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
                       history_ttl=settings.event_history_ttl_seconds)
     metrics = notifier_metrics()

@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
 from reportflow_common.api import openapi_blueprint
-from reportflow_common.db import make_engine, make_session_factory, ping
+from reportflow_common.db import engine_for, make_session_factory, ping
 from reportflow_common.events import EventLog
 from reportflow_common.metrics import register_scrape_collector
 from reportflow_common.queue import make_celery
+from reportflow_common.redis_pool import redis_client
 from reportflow_common.settings import Settings
 from reportflow_common.storage import Storage, make_storage
 from reportflow_common.tokens import JwksKeys, init_jwt
@@ -42,8 +43,8 @@ class QueueDepthCollector:
     """Jobs waiting in the Celery queue (a Redis list), read from the broker at scrape time: no process
     keeps this number, and whichever gunicorn worker answers the scrape can ask."""
 
-    def __init__(self, broker_url: str, queues: tuple[str, ...] = (c.REPORTS_QUEUE, c.LANE_QUEUE)):
-        self.broker = Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+    def __init__(self, broker: Redis, queues: tuple[str, ...] = (c.REPORTS_QUEUE, c.LANE_QUEUE)):
+        self.broker = broker
         self.queues = queues
 
     def describe(self):
@@ -82,14 +83,15 @@ class ReportsContext:
 def create_app(settings: Settings) -> Flask:
     from .routes import bp
 
-    engine = make_engine(settings.database_url)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    engine = engine_for(settings)
+    redis = redis_client(settings)
     storage = make_storage(settings)
     celery = make_celery(settings, "reportflow-reports")
     events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
                       history_ttl=settings.event_history_ttl_seconds)
     if settings.effective_broker_url.startswith(("redis://", "rediss://")):
-        register_scrape_collector("queue_depth", QueueDepthCollector(settings.effective_broker_url))
+        register_scrape_collector("queue_depth", QueueDepthCollector(
+            redis_client(settings, settings.effective_broker_url, socket_timeout=2, socket_connect_timeout=2)))
     app = Flask("reportflow_reports")
     app.extensions["reportflow"] = ReportsContext(settings, make_session_factory(engine), redis, storage, celery,
                                                   events, reports_metrics())

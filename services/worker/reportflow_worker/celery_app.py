@@ -9,13 +9,13 @@ import signal
 import threading
 
 from celery import Celery, signals
-from redis import Redis
 
 from reportflow_common import contracts as c
-from reportflow_common.db import make_engine, make_session_factory
+from reportflow_common.db import engine_for, make_session_factory
 from reportflow_common.events import EventLog
 from reportflow_common.outbox import OutboxPublisher
 from reportflow_common.queue import make_celery
+from reportflow_common.redis_pool import redis_client
 from reportflow_common.settings import Settings
 from reportflow_common.storage import make_storage
 
@@ -47,8 +47,8 @@ class _PerProcess:
     def _current(self) -> WorkerContext:
         if self._ctx is None or self._pid != os.getpid():
             s = self.settings
-            redis = Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)
-            sessions = make_session_factory(make_engine(s.database_url))
+            redis = redis_client(s, socket_timeout=10)
+            sessions = make_session_factory(engine_for(s))
             events = EventLog(redis, s.redis_url, history_max=s.event_history_max,
                               history_ttl=s.event_history_ttl_seconds)
             self._ctx = WorkerContext(s, sessions, redis, make_storage(s), events, OutboxPublisher(sessions, events),

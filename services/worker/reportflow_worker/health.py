@@ -6,10 +6,9 @@ import threading
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from redis import Redis
-
 from reportflow_common.db import make_engine, ping
 from reportflow_common.metrics import render_latest
+from reportflow_common.redis_pool import redis_client
 from reportflow_common.settings import Settings
 from reportflow_common.storage import make_storage
 from reportflow_common.web import run_checks
@@ -26,8 +25,8 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 def health_app(settings: Settings):
     engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
-    broker = Redis.from_url(settings.effective_broker_url, socket_timeout=3, socket_connect_timeout=3)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    broker = redis_client(settings, settings.effective_broker_url, socket_timeout=3, socket_connect_timeout=3)
+    redis = redis_client(settings, socket_timeout=3, socket_connect_timeout=3)
     storage = make_storage(settings)
     checks = {"postgres": lambda: ping(engine), "broker": broker.ping, "redis": redis.ping, "storage": storage.ping}
 

@@ -35,6 +35,7 @@ from reportflow_common.db import make_engine, make_session_factory
 from reportflow_common.events import EventLog
 from reportflow_common.outbox import OutboxPublisher
 from reportflow_common.queue import make_celery, ring_doorbell
+from reportflow_common.redis_pool import redis_client
 from reportflow_common.settings import Settings
 from reportflow_common.storage import Storage, make_storage
 
@@ -173,9 +174,9 @@ def make_reconciler(settings: Settings) -> Reconciler:
     """Its own connections: it runs in the worker's main process, beside Celery's consumer."""
     engine = make_engine(settings.database_url, pool_size=2, max_overflow=1)
     sessions = make_session_factory(engine)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
+    redis = redis_client(settings, socket_timeout=5, socket_connect_timeout=3)
     broker_url = settings.effective_broker_url
-    broker = Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=3) \
+    broker = redis_client(settings, broker_url, socket_timeout=5, socket_connect_timeout=3) \
         if broker_url.startswith(("redis://", "rediss://")) else None
     events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
                       history_ttl=settings.event_history_ttl_seconds)
