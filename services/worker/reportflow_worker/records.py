@@ -84,8 +84,7 @@ def _finish(s: Session, report: Report, status: str, retention: timedelta, **val
     for name, value in {"status": status, "finished_at": func.now(), "expires_at": func.now() + retention,
                         "attempt_token": None, "lease_expires_at": None, **values}.items():
         setattr(report, name, value)
-    s.flush()
-    s.refresh(report)  # finished_at from the database, for the event
+    s.flush()  # the event reads none of the values the database computes (finished_at, expires_at)
     return Ending(status, PendingEvent.of(add_terminal_event(s, report)))
 
 

@@ -1,0 +1,169 @@
+"""Benchmark job throughput: 50 users each create one 1k-row report at once; jobs/s and create->notified.
+
+Why: a user waits for `report.succeeded` on their socket, and with many users at once most of that wait is
+the queue, i.e. the worker's fixed cost per job. This starts the real system as processes (PostgreSQL, a
+private Redis, moto's S3 server, auth, reports, a notifier and a worker with the default two pool processes,
+the production clocks: 30 s lease, 0.5 s progress interval), connects each user's socket, then creates
+all the reports at once and times each one from its POST to its `report.succeeded` event.
+
+The peer, measured in the same run on the same broker with the same pool: a bare Celery worker (two
+prefork processes) running a task that does nothing but count itself: the rate no doorbell design could
+beat on this machine.
+
+    .venv/bin/python bench/bench_throughput.py [--users 50] [--rows 1000] [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import celery
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.clients import Api, SocketClient  # noqa: E402
+from support.infra import Postgres, RedisServer, S3Server  # noqa: E402
+from support.processes import BIN, ServerProcess  # noqa: E402
+from support.stack import Infra, generate_private_key_pem, start_auth, start_notifier, start_reports, start_worker  # noqa: E402
+from support.waiting import wait_until  # noqa: E402
+
+PRODUCTION_CLOCKS = {"JOB_LEASE_SECONDS": "30", "PROGRESS_INTERVAL_SECONDS": "0.5", "RECONCILE_INTERVAL_SECONDS": "15",
+                     "REQUEUE_AFTER_SECONDS": "60", "LOG_LEVEL": "WARNING"}
+NOOP_COUNTER = "bench:noop"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def one_round(users: list, notifier_url: str, rows: int) -> tuple[float, list[float]]:
+    """All users create at once; returns (jobs/s from the first POST to the last notification, latencies)."""
+    sockets = [SocketClient(notifier_url, user.token).connect() for user in users]
+    for user in users:  # the servers may have closed idle keep-alive connections since the last round
+        user.api.http.close()
+    latencies: list[float] = [0.0] * len(users)
+    go = threading.Barrier(len(users) + 1)
+
+    def run(i: int) -> None:
+        go.wait()
+        started = time.perf_counter()
+        report = users[i].create({"rows": rows, "columns": 8, "seed": i})
+        sockets[i].wait_event("report.succeeded", report["id"], timeout=300)
+        latencies[i] = time.perf_counter() - started
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(users))]
+    for t in threads:
+        t.start()
+    go.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    for sock in sockets:
+        sock.disconnect()
+    return len(users) / elapsed, latencies
+
+
+def noop_rate(infra: Infra, tasks: int) -> float:
+    """Tasks/s of a bare Celery worker (2 prefork processes, the same broker) running a task that only counts."""
+    env = infra.base_env(BENCH_BROKER_URL=infra.redis.url, PYTHONPATH=str(Path(__file__).parent))
+    worker = ServerProcess("noop-celery", [str(BIN / "celery"), "-A", "bench_throughput", "worker", "-c", "2",
+                                           "-P", "prefork", "-Q", "bench-noop", "--without-gossip",
+                                           "--without-mingle", "-l", "WARNING"], env, infra.workdir).start(None)
+    store = redis.Redis.from_url(infra.redis.url)
+    try:
+        app = noop_app(infra.redis.url)
+        store.delete(NOOP_COUNTER)
+        app.send_task("bench.noop", queue="bench-noop")  # the worker is up once it ran one
+        wait_until(lambda: store.get(NOOP_COUNTER), 60, "the no-op worker")
+        store.delete(NOOP_COUNTER)
+        started = time.perf_counter()
+        for _ in range(tasks):
+            app.send_task("bench.noop", queue="bench-noop")
+        wait_until(lambda: int(store.get(NOOP_COUNTER) or 0) >= tasks, 120, "the no-op tasks", interval=0.005)
+        return tasks / (time.perf_counter() - started)
+    finally:
+        worker.stop()
+
+
+def noop_app(broker_url: str) -> celery.Celery:
+    app = celery.Celery("bench-noop", broker=broker_url, set_as_current=False)
+    app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1, task_ignore_result=True,
+                    worker_hijack_root_logger=False)
+    counter = redis.Redis.from_url(broker_url)
+
+    @app.task(name="bench.noop")
+    def noop() -> None:
+        counter.incr(NOOP_COUNTER)
+    return app
+
+
+if os.environ.get("BENCH_BROKER_URL"):  # imported by `celery -A bench_throughput worker` in noop_rate
+    app = noop_app(os.environ["BENCH_BROKER_URL"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="rf-bench-throughput-"))
+    postgres = Postgres(workdir).start()
+    postgres.migrate()
+    redis_server, s3 = RedisServer(workdir).start(), S3Server(workdir).start()
+    infra = Infra(postgres, redis_server, s3, generate_private_key_pem(), workdir)
+    started: list[ServerProcess] = []
+    try:
+        auth = start_auth(infra, **PRODUCTION_CLOCKS)
+        started.append(auth)
+        jwks = auth.url + "/.well-known/jwks.json"
+        reports = start_reports(infra, jwks, **PRODUCTION_CLOCKS)
+        started.append(reports)
+        notifier = start_notifier(infra, jwks, **PRODUCTION_CLOCKS)
+        started.append(notifier)
+        worker = start_worker(infra, **PRODUCTION_CLOCKS)
+        started.append(worker)
+        users = [Api(auth.url, reports.url).new_user() for _ in range(args.users)]
+        print(f"CPUs: {os.cpu_count()}  load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}  "
+              f"Python {platform.python_version()}  Celery {celery.__version__}  {platform.platform()}")
+        print(f"{args.users} users x 1 report of {args.rows:,} rows x 8 columns at once; worker: 2 pool processes; "
+              "storage: moto S3 on loopback; one notifier, one reports and one auth process (2 workers each)")
+        rates, latencies = [], []
+        print(f"{'round':>5} {'jobs/s':>8} {'p50 s':>7} {'p99 s':>7} {'max s':>7}")
+        for n in range(1, args.rounds + 1):
+            rate, lat = one_round(users, notifier.url, args.rows)
+            rates.append(rate)
+            latencies.extend(lat)
+            print(f"{n:>5} {rate:>8.1f} {percentile(lat, 0.5):>7.2f} {percentile(lat, 0.99):>7.2f} {max(lat):>7.2f}")
+        for process in reversed(started):
+            process.stop()
+        started.clear()
+        peer = noop_rate(infra, 1000)
+        rate = statistics.median(rates)
+        p99 = percentile(latencies, 0.99)
+        print(f"reportflow: {rate:.1f} jobs/s (median of {args.rounds} rounds), create->notified p50 "
+              f"{percentile(latencies, 0.5):.2f} s, p99 {p99:.2f} s over {len(latencies)} jobs")
+        print(f"peer, bare Celery no-op task, same broker, 2 prefork processes: {peer:.0f} tasks/s "
+              f"(reportflow does {rate / peer:.1%} of it)")
+        print(f"issue 14 targets: >= 50 jobs/s: {'met' if rate >= 50 else 'NOT met'} ({rate:.1f}); "
+              f"p99 <= 1 s: {'met' if p99 <= 1 else 'NOT met'} ({p99:.2f} s)  "
+              f"[load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}]")
+    finally:
+        for process in reversed(started):
+            process.stop()
+        for server in (s3, redis_server, postgres):
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
