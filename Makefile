@@ -110,6 +110,8 @@ $(VENV)/.bench: $(VENV)/.dev requirements/bench.txt
 
 bench: $(VENV)/.bench ## print every figure with its peer measured in the same run (bench/README.md)
 	$(BIN)/python bench/bench_demo_sheet.py
+	$(BIN)/python bench/bench_throughput.py
+	$(BIN)/python bench/bench_api.py
 
 constraints: ## re-pin every dependency after changing one
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

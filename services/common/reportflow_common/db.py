@@ -78,6 +78,7 @@ class Report(Base):
         Index("ux_reports_user_idempotency", "user_id", "idempotency_key", unique=True,
               postgresql_where=text("idempotency_key IS NOT NULL")),
         Index("ix_reports_queued", "created_at", "id", postgresql_where=text("status = 'queued'")),
+        Index("ix_reports_user_active", "user_id", postgresql_where=text("status IN ('queued', 'running')")),
         Index("ix_reports_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
         Index("ix_reports_expiring", "expires_at",
               postgresql_where=text("status IN ('succeeded', 'failed', 'cancelled')")),
