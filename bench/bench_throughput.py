@@ -8,7 +8,9 @@ all the reports at once and times each one from its POST to its `report.succeede
 
 The peer, measured in the same run on the same broker with the same pool: a bare Celery worker (two
 prefork processes) running a task that does nothing but count itself: the rate no doorbell design could
-beat on this machine.
+beat on this machine. It also reads the CPU time every part spent over the rounds (each service's process
+group, this database's PostgreSQL backends, Redis, moto, and this client with its 50 sockets): CPU-ms per
+job, whose sum bounds jobs/s on this machine's cores however idle it is.
 
     .venv/bin/python bench/bench_throughput.py [--users 50] [--rows 1000] [--rounds 3]
 """
@@ -25,6 +27,8 @@ import time
 from pathlib import Path
 
 import celery
+import psutil
+import psycopg2
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -43,6 +47,44 @@ NOOP_COUNTER = "bench:noop"
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class CpuMeter:
+    """CPU seconds (user + system) each part of the system has used: read before and after the rounds."""
+
+    def __init__(self, parts: dict[str, ServerProcess], postgres: Postgres):
+        self.parts, self.postgres = parts, postgres
+
+    def _processes(self) -> dict[str, list[psutil.Process]]:
+        found = {}
+        for name, server in self.parts.items():
+            root = psutil.Process(server.proc.pid)
+            found[name] = [root, *root.children(recursive=True)]
+        with psycopg2.connect(self.postgres.url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()")
+            found["postgres"] = [psutil.Process(pid) for (pid,) in cur.fetchall()]
+        found["bench client"] = [psutil.Process()]
+        return found
+
+    def read(self) -> dict[tuple[str, int], float]:
+        seconds = {}
+        for name, processes in self._processes().items():
+            for process in processes:
+                try:
+                    times = process.cpu_times()
+                    seconds[(name, process.pid)] = times.user + times.system
+                except psutil.Error:  # gone meanwhile
+                    pass
+        return seconds
+
+    @staticmethod
+    def per_part(before: dict, after: dict) -> dict[str, float]:
+        """CPU seconds per part between two readings (a process started in between counts from zero)."""
+        used: dict[str, float] = {}
+        for (name, pid), value in after.items():
+            used[name] = used.get(name, 0.0) + value - before.get((name, pid), 0.0)
+        return used
 
 
 def one_round(users: list, notifier_url: str, rows: int) -> tuple[float, list[float]]:
@@ -138,6 +180,9 @@ def main() -> None:
               f"Python {platform.python_version()}  Celery {celery.__version__}  {platform.platform()}")
         print(f"{args.users} users x 1 report of {args.rows:,} rows x 8 columns at once; worker: 2 pool processes; "
               "storage: moto S3 on loopback; one notifier, one reports and one auth process (2 workers each)")
+        meter = CpuMeter({"worker": worker, "reports": reports, "notifier": notifier, "auth": auth,
+                          "redis": redis_server.process, "moto (S3)": s3.process}, postgres)
+        cpu_before = meter.read()
         rates, latencies = [], []
         print(f"{'round':>5} {'jobs/s':>8} {'p50 s':>7} {'p99 s':>7} {'max s':>7}")
         for n in range(1, args.rounds + 1):
@@ -145,6 +190,7 @@ def main() -> None:
             rates.append(rate)
             latencies.extend(lat)
             print(f"{n:>5} {rate:>8.1f} {percentile(lat, 0.5):>7.2f} {percentile(lat, 0.99):>7.2f} {max(lat):>7.2f}")
+        used = CpuMeter.per_part(cpu_before, meter.read())
         for process in reversed(started):
             process.stop()
         started.clear()
@@ -153,6 +199,13 @@ def main() -> None:
         p99 = percentile(latencies, 0.99)
         print(f"reportflow: {rate:.1f} jobs/s (median of {args.rounds} rounds), create->notified p50 "
               f"{percentile(latencies, 0.5):.2f} s, p99 {p99:.2f} s over {len(latencies)} jobs")
+        jobs = len(latencies)
+        print("CPU per job, ms: " + ", ".join(f"{name} {seconds / jobs * 1e3:.1f}" for name, seconds in
+                                               sorted(used.items(), key=lambda item: -item[1])))
+        total = sum(used.values()) / jobs
+        print(f"  all parts {total * 1e3:.1f} CPU-ms per job: on {os.cpu_count()} idle cores at most "
+              f"{os.cpu_count() / total:.0f} jobs/s; without the bench client "
+              f"{os.cpu_count() / (total - used['bench client'] / jobs):.0f} jobs/s")
         print(f"peer, bare Celery no-op task, same broker, 2 prefork processes: {peer:.0f} tasks/s "
               f"(reportflow does {rate / peer:.1%} of it)")
         print(f"issue 14 targets: >= 50 jobs/s: {'met' if rate >= 50 else 'NOT met'} ({rate:.1f}); "

@@ -46,7 +46,7 @@ def claim_next(sessions: sessionmaker[Session], lease_seconds: float) -> Report 
             update(Report).where(Report.id == target, Report.status == c.QUEUED)
             .values(status=c.RUNNING, attempt_token=token, lease_expires_at=_lease(lease_seconds),
                     attempts=Report.attempts + 1, started_at=func.now(), progress=0.0)
-            .returning(Report)
+            .returning(Report).execution_options(synchronize_session=False)  # a new session holds no rows
         ).scalar_one_or_none()
 
 
@@ -68,7 +68,8 @@ def renew_lease(sessions: sessionmaker[Session], report_id: uuid.UUID, token: uu
         values["progress"] = progress
     with transaction(sessions) as s:
         cancel = s.execute(update(Report).where(*_held_by(report_id, token)).values(**values)
-                           .returning(Report.cancel_requested)).scalar_one_or_none()
+                           .returning(Report.cancel_requested)
+                           .execution_options(synchronize_session=False)).scalar_one_or_none()
     if cancel is None:
         return Lease.LOST
     return Lease.CANCEL_REQUESTED if cancel else Lease.HELD
