@@ -112,7 +112,8 @@ VARIABLES: tuple[Variable, ...] = (
              kind=int),
     Variable("HOST", "Address the HTTP server binds.", ALL, "0.0.0.0"),
     Variable("PORT", "Port of the HTTP server (the worker's serves metrics and health).", ALL, "8000", kind=int),
-    Variable("WEB_CONCURRENCY", "gunicorn worker processes (the notifier always runs one per process).",
+    Variable("WEB_CONCURRENCY", "gunicorn worker processes (the notifier always runs one per process; `make up` "
+             "runs its one-origin web apps in this many, by default one per core).",
              (AUTH, REPORTS), "2", kind=int),
     Variable("GRACEFUL_TIMEOUT_SECONDS", "Seconds given to in-flight work after SIGTERM (the worker finishes a "
              "job that fits, else hands it back to the queue).", ALL, "25", kind=int),
