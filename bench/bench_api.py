@@ -4,7 +4,8 @@ Why: /healthz is the same gunicorn process, Flask app and middleware doing no wo
 of an endpoint's req/s to it is what the endpoint's own work costs, whatever the machine's load. This starts
 PostgreSQL, a private Redis, moto's S3 server, auth and the reports service in its production layout
 (`reportflow-reports`: gunicorn gthread, 2 processes x 4 threads) and drives each endpoint with wrk (16
-connections, 2 threads, a user's bearer token), the three in turn, round after round, the order rotating.
+connections, 2 threads, a user's bearer token), the three in turn, round after round, the order rotating,
+and reads the CPU time the reports processes, this database's PostgreSQL backends and Redis spent per request.
 No worker runs: a stand-in deletes the user's new queued reports every 0.2 s, as workers and retention would
 keep them few, so every POST meets the same small table and active count instead of a growing backlog.
 
@@ -29,10 +30,11 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from bench_throughput import CpuMeter  # noqa: E402
+
 from reportflow_common.db import make_engine  # noqa: E402
 from support.clients import Api  # noqa: E402
-from support.infra import Postgres, RedisServer, S3Server  # noqa: E402
-from support.stack import Infra, generate_private_key_pem, start_auth, start_reports  # noqa: E402
+from support.stack import Infra, running_infra, start_auth, start_reports  # noqa: E402
 
 SERVER_ENV = {"LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": "2", "MAX_ACTIVE_REPORTS_PER_USER": "10000"}
 WRK_SCRIPT = """wrk.method = "{method}"
@@ -76,11 +78,12 @@ def main() -> None:
     if not shutil.which("wrk"):
         print("bench_api: wrk is not installed (apt-get install -y wrk); skipped")
         return
-    workdir = Path(tempfile.mkdtemp(prefix="rf-bench-api-"))
-    postgres = Postgres(workdir).start()
-    postgres.migrate()
-    redis, s3 = RedisServer(workdir).start(), S3Server(workdir).start()
-    infra = Infra(postgres, redis, s3, generate_private_key_pem(), workdir)
+    with running_infra(Path(tempfile.mkdtemp(prefix="rf-bench-api-"))) as infra:
+        run(infra, args)
+
+
+def run(infra: Infra, args: argparse.Namespace) -> None:
+    postgres, redis, workdir = infra.postgres, infra.redis, infra.workdir
     servers, drain = [], None
     try:
         servers.append(start_auth(infra, **SERVER_ENV))
@@ -103,25 +106,36 @@ def main() -> None:
               f"Python {platform.python_version()}  {version}")
         print(f"reports service: gunicorn gthread, 2 processes x 4 threads (production layout); wrk -t2 "
               f"-c{args.connections} -d{args.seconds}s per run, {args.rounds} rounds, order rotating; same token")
+        meter = CpuMeter({"reports": reports, "redis": redis.process}, postgres)
+        cpu: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
         results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in targets}
         ratios: dict[str, list[float]] = {name: [] for name in targets}
         names = list(targets)
         for n in range(args.rounds):
             order = names[n % 3:] + names[:n % 3]
-            runs = {name: wrk(reports.url + targets[name][1], scripts[name], args.seconds, args.connections)
-                    for name in order}
+            runs = {}
+            for name in order:
+                before = meter.read()
+                runs[name] = wrk(reports.url + targets[name][1], scripts[name], args.seconds, args.connections)
+                used = CpuMeter.per_part(before, meter.read())
+                requests_done = runs[name][0] * args.seconds
+                cpu[name].append({part: used.get(part, 0.0) / requests_done * 1e3
+                                  for part in ("reports", "postgres", "redis")})
             for name, run in runs.items():
                 results[name].append(run)
                 ratios[name].append(run[0] / runs["/healthz"][0])
             print(f"round {n + 1}: " + ", ".join(f"{name} {runs[name][0]:,.0f} req/s" for name in names))
-        print(f"{'endpoint':<22} {'req/s':>8} {'p99 ms':>8} {'non-2xx':>8} {'x /healthz':>11}")
+        print(f"{'endpoint':<22} {'req/s':>8} {'p99 ms':>8} {'non-2xx':>8} {'x /healthz':>11}"
+              f"   CPU-ms per request: {'reports':>7} {'postgres':>8} {'redis':>6}")
         summary = {}
         for name in names:
             rate = statistics.median(r[0] for r in results[name])
             p99 = statistics.median(r[1] for r in results[name])
             ratio = statistics.median(ratios[name])
             summary[name] = (ratio, p99)
-            print(f"{name:<22} {rate:>8,.0f} {p99:>8.1f} {sum(r[2] for r in results[name]):>8} {ratio:>10.0%}")
+            per = {part: statistics.median(run[part] for run in cpu[name]) for part in ("reports", "postgres", "redis")}
+            print(f"{name:<22} {rate:>8,.0f} {p99:>8.1f} {sum(r[2] for r in results[name]):>8} {ratio:>10.0%}"
+                  f"   {'':>19} {per['reports']:>7.2f} {per['postgres']:>8.2f} {per['redis']:>6.2f}")
         for name, target in (("POST /v1/reports", 0.25), ("GET /v1/reports/{id}", 0.50)):
             ratio, p99 = summary[name]
             print(f"issue 14 target {name}: >= {target:.0%} of /healthz: {'met' if ratio >= target else 'NOT met'} "
@@ -131,8 +145,6 @@ def main() -> None:
             drain.stop.set()
             drain.join()
         for server in reversed(servers):
-            server.stop()
-        for server in (s3, redis, postgres):
             server.stop()
 
 

@@ -34,9 +34,16 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support.clients import Api, SocketClient  # noqa: E402
-from support.infra import Postgres, RedisServer, S3Server  # noqa: E402
+from support.infra import Postgres  # noqa: E402
 from support.processes import BIN, ServerProcess  # noqa: E402
-from support.stack import Infra, generate_private_key_pem, start_auth, start_notifier, start_reports, start_worker  # noqa: E402
+from support.stack import (  # noqa: E402
+    Infra,
+    running_infra,
+    start_auth,
+    start_notifier,
+    start_reports,
+    start_worker,
+)
 from support.waiting import wait_until  # noqa: E402
 
 PRODUCTION_CLOCKS = {"JOB_LEASE_SECONDS": "30", "PROGRESS_INTERVAL_SECONDS": "0.5", "RECONCILE_INTERVAL_SECONDS": "15",
@@ -159,11 +166,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="rf-bench-throughput-"))
-    postgres = Postgres(workdir).start()
-    postgres.migrate()
-    redis_server, s3 = RedisServer(workdir).start(), S3Server(workdir).start()
-    infra = Infra(postgres, redis_server, s3, generate_private_key_pem(), workdir)
+    with running_infra(Path(tempfile.mkdtemp(prefix="rf-bench-throughput-"))) as infra:
+        run(infra, args)
+
+
+def run(infra: Infra, args: argparse.Namespace) -> None:
+    postgres, redis_server, s3 = infra.postgres, infra.redis, infra.s3
     started: list[ServerProcess] = []
     try:
         auth = start_auth(infra, **PRODUCTION_CLOCKS)
@@ -214,8 +222,6 @@ def main() -> None:
     finally:
         for process in reversed(started):
             process.stop()
-        for server in (s3, redis_server, postgres):
-            server.stop()
 
 
 if __name__ == "__main__":
