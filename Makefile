@@ -112,6 +112,8 @@ bench: $(VENV)/.bench ## print every figure with its peer measured in the same r
 	$(BIN)/python bench/bench_demo_sheet.py
 	$(BIN)/python bench/bench_fairness.py
 	$(BIN)/python bench/bench_sockets.py
+	$(BIN)/python bench/bench_throughput.py
+	$(BIN)/python bench/bench_api.py
 
 constraints: ## re-pin every dependency after changing one
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

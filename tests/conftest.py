@@ -10,8 +10,7 @@ import os
 
 import pytest
 
-from support.infra import Postgres, RedisServer, S3Server
-from support.stack import Infra, generate_private_key_pem
+from support.stack import running_infra
 
 
 @pytest.fixture(scope="session")
@@ -21,17 +20,8 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def infra(workdir):
-    postgres = Postgres(workdir).start()
-    redis = s3 = None
-    try:
-        postgres.migrate()
-        redis = RedisServer(workdir).start()
-        s3 = S3Server(workdir).start()
-        yield Infra(postgres, redis, s3, generate_private_key_pem(), workdir)
-    finally:
-        for server in (s3, redis, postgres):
-            if server is not None:
-                server.stop()
+    with running_infra(workdir) as servers:
+        yield servers
 
 
 DELIBERATE_SKIP = "switched off:"

@@ -35,9 +35,10 @@ def test_stored_files_carry_their_formats_content_type(infra, tmp_path, fmt):
     build_report("demo", {"rows": 5, "columns": 3, "seed": 1, "format": fmt}, str(path), lambda d, t: None,
                  sessions=None, user_id=None, xlsx_engine="lean")
     key = report_key(str(uuid.uuid4()), str(uuid.uuid4()), output.extension)
-    storage.upload(key, str(path))
+    assert storage.upload(key, str(path)) == path.stat().st_size  # the size the store confirmed
     head = infra.s3.client().head_object(Bucket=infra.s3.bucket, Key=key)
     assert key.endswith("." + fmt) and head["ContentType"] == output.content_type
+    assert head["ContentLength"] == path.stat().st_size
     storage.delete(key)
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,22 @@ class Infra:
         })
         env.update(extra)
         return env
+
+
+@contextmanager
+def running_infra(workdir: Path) -> Iterator[Infra]:
+    """PostgreSQL (a new, migrated database), a private Redis and moto's S3 server, stopped on the way out."""
+    postgres = Postgres(workdir).start()
+    redis = s3 = None
+    try:
+        postgres.migrate()
+        redis = RedisServer(workdir).start()
+        s3 = S3Server(workdir).start()
+        yield Infra(postgres, redis, s3, generate_private_key_pem(), workdir)
+    finally:
+        for server in (s3, redis, postgres):
+            if server is not None:
+                server.stop()
 
 
 @dataclass

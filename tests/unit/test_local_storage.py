@@ -47,7 +47,7 @@ def test_make_storage_picks_local(storage, root):
 
 def test_upload_size_delete(storage, source, root):
     assert storage.size(KEY) is None
-    storage.upload(KEY, str(source))
+    assert storage.upload(KEY, str(source)) == source.stat().st_size  # the size it confirmed holding
     assert storage.size(KEY) == source.stat().st_size
     assert (root / KEY).read_bytes() == source.read_bytes()
     assert not list(root.rglob("*.part"))  # the temporary copy was renamed into place

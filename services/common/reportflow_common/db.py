@@ -1,6 +1,7 @@
 """The schema (owned by the Alembic migrations beside this module) and how services open sessions."""
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,10 +18,12 @@ from sqlalchemy import (
     String,
     Text,
     create_engine,
+    event,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from .settings import Settings
@@ -77,6 +80,7 @@ class Report(Base):
         Index("ux_reports_user_idempotency", "user_id", "idempotency_key", unique=True,
               postgresql_where=text("idempotency_key IS NOT NULL")),
         Index("ix_reports_queued", "created_at", "id", postgresql_where=text("status = 'queued'")),
+        Index("ix_reports_user_active", "user_id", postgresql_where=text("status IN ('queued', 'running')")),
         Index("ix_reports_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
         Index("ix_reports_expiring", "expires_at",
               postgresql_where=text("status IN ('succeeded', 'failed', 'cancelled')")),
@@ -113,6 +117,9 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
 def engine_for(settings: Settings, **kwargs) -> Engine:
     """The engine of a service process: at most DATABASE_POOL_SIZE connections, and a request finding them all
     busy waits DATABASE_POOL_TIMEOUT_SECONDS for one (then 503) rather than opening more than PostgreSQL
@@ -122,9 +129,32 @@ def engine_for(settings: Settings, **kwargs) -> Engine:
 
 
 def make_engine(url: str, **kwargs) -> Engine:
-    options = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "connect_args": {"connect_timeout": 5},
-               **kwargs}
-    return create_engine(sqlalchemy_url(url), **options)
+    options = {"pool_size": 5, "max_overflow": 5, "connect_args": {"connect_timeout": 5}, **kwargs}
+    engine = create_engine(sqlalchemy_url(url), **options)
+    _ping_after_idle(engine, PING_AFTER_IDLE_SECONDS)
+    return engine
+
+
+def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:
+    """Pessimistic disconnect handling without a round trip per checkout: a pooled connection that sat idle
+    longer than `idle_seconds` (when a database restart or a dropped connection may have gone unnoticed) is
+    pinged before use and replaced if dead; one back from use a moment ago is not (`pool_pre_ping` pings them
+    all: a third of a short transaction's round trips). A connection that breaks in between fails its
+    statement as invalidated, which callers already treat as a transient outage."""
+    @event.listens_for(engine, "checkin")
+    def _idle_from_now(_dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since <= idle_seconds:
+            return  # new, or just back from use
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except Exception as exc:
+            raise DisconnectionError("pooled connection is dead") from exc  # the pool replaces it and retries
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -120,7 +120,8 @@ VARIABLES: tuple[Variable, ...] = (
              kind=int),
     Variable("HOST", "Address the HTTP server binds.", ALL, "0.0.0.0"),
     Variable("PORT", "Port of the HTTP server (the worker's serves metrics and health).", ALL, "8000", kind=int),
-    Variable("WEB_CONCURRENCY", "gunicorn worker processes (the notifier always runs one per process).",
+    Variable("WEB_CONCURRENCY", "gunicorn worker processes (the notifier always runs one per process; `make up` "
+             "runs its one-origin web apps in this many, by default one per core).",
              (AUTH, REPORTS), "2", kind=int),
     Variable("WORKER_CONNECTIONS", "Sockets and requests one gevent process (the notifier, `make up`'s web process) "
              "serves at once; beyond it gunicorn stops accepting. ~70 KB each: 10,000 is ~0.7 GiB. The process "

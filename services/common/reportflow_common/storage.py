@@ -4,6 +4,7 @@ The worker uploads and confirms; the reports service hands out short-lived downl
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -17,7 +18,7 @@ from .settings import Settings
 
 
 class Storage(Protocol):
-    def upload(self, key: str, path: str) -> None: ...
+    def upload(self, key: str, path: str) -> int: ...  # the size the store confirmed holding; raises otherwise
     def size(self, key: str) -> int | None: ...  # None when absent
     def delete(self, key: str) -> None: ...
     def download_url(self, key: str, filename: str) -> str: ...
@@ -26,6 +27,13 @@ class Storage(Protocol):
 
 def report_key(user_id: str, report_id: str, extension: str = ".xlsx") -> str:
     return f"reports/{user_id}/{report_id}{extension}"
+
+
+MULTIPART_BYTES = 8 * 1024 * 1024  # files from this size on go up in parts of this size
+
+
+class StoredIncomplete(Exception):
+    """The store holds fewer (or more) bytes under the key than were uploaded."""
 
 
 class S3Storage:
@@ -46,11 +54,23 @@ class S3Storage:
         public = settings.s3_public_endpoint_url or settings.s3_endpoint_url or None
         self.public_client = boto3.client("s3", endpoint_url=public, **common)
 
-    def upload(self, key: str, path: str) -> None:
+    def upload(self, key: str, path: str) -> int:
+        """A file smaller than one part goes in a single PUT with its Content-MD5, which S3 checks before it
+        answers 200: that answer confirms the whole file, with no transfer threads and no HEAD after it. A
+        bigger one goes up in parts and is confirmed by a HEAD."""
+        size = os.path.getsize(path)
+        if size < MULTIPART_BYTES:
+            with open(path, "rb") as f:
+                body = f.read()
+            digest = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentMD5=digest,
+                                   ContentType=content_type_of(key))
+            return size
         from boto3.s3.transfer import TransferConfig
         self.client.upload_file(path, self.bucket, key, ExtraArgs={"ContentType": content_type_of(key)},
-                                Config=TransferConfig(multipart_threshold=8 * 1024 * 1024,
-                                                      multipart_chunksize=8 * 1024 * 1024))
+                                Config=TransferConfig(multipart_threshold=MULTIPART_BYTES,
+                                                      multipart_chunksize=MULTIPART_BYTES))
+        return _confirmed(key, size, self.size(key))
 
     def size(self, key: str) -> int | None:
         from botocore.exceptions import ClientError
@@ -88,12 +108,13 @@ class LocalStorage:
             raise ValueError("key escapes the storage folder")
         return full
 
-    def upload(self, key: str, path: str) -> None:
+    def upload(self, key: str, path: str) -> int:
         dest = self.path(key)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         tmp = dest + ".part"
         shutil.copyfile(path, tmp)
         os.replace(tmp, dest)  # readers never see half a file
+        return _confirmed(key, os.path.getsize(path), self.size(key))
 
     def size(self, key: str) -> int | None:
         try:
@@ -125,6 +146,12 @@ class LocalStorage:
     def ping(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise OSError(f"{self.root} is not writable")
+
+
+def _confirmed(key: str, uploaded: int, stored: int | None) -> int:
+    if stored != uploaded:
+        raise StoredIncomplete(f"stored object {key} is missing or incomplete ({stored} of {uploaded} bytes)")
+    return uploaded
 
 
 def make_storage(settings: Settings) -> Storage:

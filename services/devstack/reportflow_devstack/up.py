@@ -115,6 +115,9 @@ class Up:
             "DEMO_USERS": ",".join(f"{email}:{password}" for email, password in DEMO_USERS),  # the page offers them
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         })
+        env.setdefault("WEB_CONCURRENCY", str(os.cpu_count() or 1))  # web processes: one per core
+        if int(env["WEB_CONCURRENCY"]) > 1:  # no sticky routing between them: see reportflow_devstack.web
+            env.setdefault("SOCKETIO_TRANSPORTS", "websocket")
         if not env.get("S3_ENDPOINT_URL"):
             env.update({"STORAGE_BACKEND": "local", "LOCAL_STORAGE_DIR": str(self.data / "files"),
                         "STORAGE_SIGNING_KEY": _secret_file(keys / "storage-signing.key",

