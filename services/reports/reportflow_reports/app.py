@@ -86,7 +86,7 @@ def create_app(settings: Settings) -> Flask:
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     storage = make_storage(settings)
     celery = make_celery(settings, "reportflow-reports")
-    events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
+    events = EventLog(redis, history_max=settings.event_history_max,
                       history_ttl=settings.event_history_ttl_seconds)
     if settings.effective_broker_url.startswith(("redis://", "rediss://")):
         register_scrape_collector("queue_depth", QueueDepthCollector(settings.effective_broker_url))

@@ -37,7 +37,7 @@ class _PerProcess:
             s = self.settings
             redis = Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)
             sessions = make_session_factory(make_engine(s.database_url))
-            events = EventLog(redis, s.redis_url, history_max=s.event_history_max,
+            events = EventLog(redis, history_max=s.event_history_max,
                               history_ttl=s.event_history_ttl_seconds)
             self._ctx = WorkerContext(s, sessions, redis, make_storage(s), events, OutboxPublisher(sessions, events),
                                       self.celery, self.shutdown)
