@@ -20,9 +20,11 @@ RESUBSCRIBE_SECONDS = 1.0  # pause after a failure before subscribing again
 
 class ChannelSubscriber:
     def __init__(self, redis_url: str, handlers: dict[str, Callable[[bytes], None]],
-                 on_subscribed: Callable[[], None], sleep: Callable[[float], None]):
+                 on_subscribed: Callable[[], None], sleep: Callable[[float], None],
+                 name: str = "reportflow-notifier-subscriber"):
+        """`name`: the connection's name in Redis's CLIENT LIST."""
         self.redis = Redis.from_url(redis_url, socket_connect_timeout=5, socket_keepalive=True,
-                                    health_check_interval=HEALTH_CHECK_SECONDS)
+                                    health_check_interval=HEALTH_CHECK_SECONDS, client_name=name)
         self.handlers, self.on_subscribed, self.sleep = handlers, on_subscribed, sleep
 
     def run_forever(self) -> None:
