@@ -8,7 +8,9 @@ from contextlib import contextmanager
 
 import jwt
 import pytest
+from redis import Redis
 
+from reportflow_common.tokens import revoked_sid_key
 from support.clients import Api, SocketClient, User
 from support.stack import start_auth, start_notifier
 from support.waiting import wait_until
@@ -68,6 +70,22 @@ def test_refresh_token_reuse_ends_the_logins_sockets_on_both_notifiers(api, stac
         answered_at = time.monotonic()
         assert r.status_code == 401
         ended_within_deadline(sockets, answered_at, "revoked", "refresh-token reuse")
+
+
+def test_a_revocation_missed_while_unsubscribed_is_found_in_the_deny_list_on_resubscribing(api, stack):
+    """What a notifier whose subscription was down when auth published is left with: the login on the deny-list,
+    no message. Dropping the notifiers' subscriptions makes them subscribe again, look, and end the sockets."""
+    user = api.new_user()
+    redis = Redis.from_url(stack.infra.redis.url)
+    login = jwt.decode(user.token, options={"verify_signature": False})["sid"]
+    with sockets_of(user, [n.url for n in stack.notifiers]) as sockets:
+        redis.set(revoked_sid_key(login), 1, ex=600)  # revoked, the message missed
+        for client in redis.client_list():
+            if client.get("name") == "reportflow-notifier-subscriber":
+                redis.client_kill_filter(_id=int(client["id"]))
+        wait_until(lambda: all(s.disconnected_at for s in sockets), 15, "the sockets of the revoked login to end")
+        assert [s.ended for s in sockets] == [[{"reason": "revoked"}]] * 2
+    redis.close()
 
 
 @pytest.fixture(scope="module")
