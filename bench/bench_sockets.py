@@ -141,7 +141,7 @@ def publisher(kind: str, redis_url: str):
         from reportflow_common.redis_pool import redis_client
         from reportflow_common.settings import REPORTS, load_settings
         settings = load_settings(REPORTS, {"REDIS_URL": redis_url, "DATABASE_URL": "unused", "JWKS_URL": "unused"})
-        events = EventLog(redis_client(settings), redis_url)
+        events = EventLog(redis_client(settings))
         return lambda user: events.publish(user, EVENT, {"report_id": user, "progress": 50})
     import socketio
     emitter = socketio.RedisManager(redis_url, write_only=True, channel=PEER_CHANNEL)

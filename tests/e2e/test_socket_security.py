@@ -6,6 +6,7 @@ import requests
 import socketio
 
 from support.clients import SocketClient
+from support.waiting import wait_until
 
 UNAUTHORIZED = [{"message": "unauthorized", "data": {"code": "unauthorized"}}]  # JS clients: err.data
 
@@ -74,3 +75,56 @@ def test_socket_io_responses_carry_the_request_id_too(stack):
     assert r.status_code == 200 and r.headers["X-Request-ID"] == "sio-check-1"
     generated = requests.get(f"{stack.notifiers[1].url}/socket.io/?EIO=4&transport=polling", timeout=10)
     assert len(generated.headers["X-Request-ID"]) == 32
+
+
+def test_auth_refresh_cannot_move_a_socket_to_another_user(api, stack):
+    """`auth.refresh` with bob's valid token is refused, and alice's socket goes on hearing alice alone."""
+    alice, bob = api.new_user(), api.new_user()
+    spy = SocketClient(stack.notifiers[0].url, alice.token).connect()
+    try:
+        ack = spy.refresh(bob.token)
+        assert (ack["ok"], ack["problem"]["status"], ack["problem"]["code"]) == (False, 403, "forbidden")
+        bobs = bob.create({"rows": 30, "columns": 2, "seed": 4})
+        bob.wait_status(bobs["id"], ("succeeded",))
+        mine = alice.create({"rows": 30, "columns": 2, "seed": 5})
+        spy.wait_event("report.succeeded", mine["id"], 60)  # live all along, and still alice's
+        assert {p["report_id"] for _n, p in spy.events} == {mine["id"]}
+    finally:
+        spy.disconnect()
+
+
+@pytest.mark.parametrize("payload", [None, "token", 42, [], {"token": None}, {"token": "x" * 4000},
+                                     {"token": "a.b.c"}])
+def test_auth_refresh_with_garbage_is_refused_and_the_socket_stays(api, stack, payload):
+    user = api.new_user()
+    sock = SocketClient(stack.notifiers[1].url, user.token).connect()
+    try:
+        ack = sock.sio.call("auth.refresh", payload, timeout=10)
+        assert ack["ok"] is False and ack["problem"]["code"] == "unauthorized"
+        assert sock.sio.connected and sock.ended == []
+    finally:
+        sock.disconnect()
+
+
+def test_auth_refresh_with_a_logged_out_token_ends_nothing_but_is_refused(api, stack):
+    """A token of another login of the same user, logged out since, is refused; the socket's own login stays."""
+    user = api.new_user()
+    gone = user.another_login()
+    sock = SocketClient(stack.notifiers[0].url, user.token).connect()
+    try:
+        assert gone.logout().status_code == 204
+        ack = sock.refresh(gone.token)
+        assert (ack["ok"], ack["problem"]["status"]) == (False, 401)
+        assert sock.sio.connected and sock.ended == []
+        assert sock.refresh(user.token)["ok"] is True  # its own token is still good
+    finally:
+        sock.disconnect()
+
+
+def test_a_logged_out_token_cannot_reconnect_after_its_socket_was_ended(api, stack):
+    user = api.new_user()
+    sock = SocketClient(stack.notifiers[1].url, user.token).connect()
+    assert user.logout().status_code == 204
+    wait_until(lambda: sock.disconnected_at, 10, "the socket to be ended")
+    assert sock.ended == [{"reason": "logged_out"}]
+    assert _refused(stack.notifiers[0].url, {"token": user.token}).errors == UNAUTHORIZED

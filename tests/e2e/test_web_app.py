@@ -344,7 +344,11 @@ def test_network_drop_shows_what_was_missed_once_when_back(browser, site):
 
 
 def test_registration_off_hides_sign_up_and_tokens_are_refreshed_before_they_expire(browser, closed_site, stack):
-    page = open_page(new_context(browser), closed_site.url)
+    """...and the page's socket takes each fresh token (`auth.refresh`), so it stays the one connection past
+    the first token's expiry (the server would end it otherwise)."""
+    page = open_page(new_context(browser, transports=["websocket"]), closed_site.url)
+    websockets = []
+    page.on("websocket", lambda ws: websockets.append(ws))
     expect(page.locator("#signin-view")).to_be_visible()
     expect(page.locator("#signup-offer")).to_have_attribute("data-registration", "closed")
     expect(page.locator("#signup-offer")).to_be_hidden()
@@ -357,9 +361,27 @@ def test_registration_off_hides_sign_up_and_tokens_are_refreshed_before_they_exp
     # 8 s tokens, refreshed at 80 % of their life (6.4 s): twice within 25 s, each rotation accepted.
     wait_until(lambda: page.evaluate("0") == 0 and len(refreshes) >= 2, 25, "two token refreshes")
     assert set(refreshes) == {200}
+    assert len(websockets) == 1 and not websockets[0].is_closed(), "the socket was replaced, not kept"
+    expect(page.locator("#socket-state")).to_have_attribute("data-state", "online")
     report_id = start_report(page, 50)  # with the third access token, the first long expired
     expect(toast(page, "report.succeeded", report_id)).to_be_visible(timeout=30 * S)
     expect(page.locator("#signin-view")).to_be_hidden()
+    assert page.errors == []
+    page.context.close()
+
+
+def test_a_login_logged_out_elsewhere_signs_the_page_out_and_says_why(browser, site):
+    user = site.api.new_user()
+    page = open_page(new_context(browser), site.url)
+    logins = []
+    page.on("response", lambda r: r.url.endswith("/v1/auth/login") and r.ok and logins.append(r.json()))
+    sign_in(page, user.email, user.password)
+    (tokens,) = logins
+    r = requests.post(site.url + "/v1/auth/logout", headers={"Authorization": f"Bearer {tokens['access_token']}"},
+                      timeout=10)
+    assert r.status_code == 204
+    expect(page.locator("#signin-view")).to_be_visible(timeout=5 * S)
+    expect(page.locator("#signin-notice")).to_have_text("This session was signed out. Please sign in again.")
     assert page.errors == []
     page.context.close()
 

@@ -6,26 +6,28 @@ import uuid
 
 import pytest
 
-from reportflow_common.contracts import EVENT_PROGRESS, EVENT_SUCCEEDED
-from reportflow_common.events import EventLog
+from reportflow_common.contracts import EVENT_PROGRESS, EVENT_SUCCEEDED, EVENTS_CHANNEL
+from reportflow_common.events import EventLog, read_live_message
 
 
-class RecordingEmitter:
-    def __init__(self):
-        self.sent: list[tuple[str, dict, str]] = []
+class Channel:
+    """What a notifier reads from the events channel, for one user (the Redis server is shared by tests)."""
 
-    def emit(self, event, data, namespace=None, room=None):
-        self.sent.append((event, data, room))
+    def __init__(self, redis, user: str):
+        self.user, self.pubsub = user, redis.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(EVENTS_CHANNEL)
+        assert self.pubsub.get_message(timeout=5) is None  # the confirmation, read and ignored: subscribed now
 
-
-@pytest.fixture()
-def emitter():
-    return RecordingEmitter()
-
-
-@pytest.fixture()
-def log(redis, infra, emitter) -> EventLog:
-    return EventLog(redis, infra.redis.url, history_max=5, history_ttl=60, emitter=emitter)
+    def sent(self, count: int) -> list[tuple[str, int, str]]:
+        """The next `count` (event, seq, user_id) of this user, as sent on the channel."""
+        out = []
+        while len(out) < count:
+            message = self.pubsub.get_message(timeout=5)
+            assert message is not None, f"only {out} arrived"
+            user_id, event, payload = read_live_message(message["data"])
+            if user_id == self.user:
+                out.append((event, payload["seq"], user_id))
+        return out
 
 
 @pytest.fixture()
@@ -33,18 +35,29 @@ def user() -> str:
     return str(uuid.uuid4())
 
 
+@pytest.fixture()
+def channel(redis, user):
+    listening = Channel(redis, user)
+    yield listening
+    listening.pubsub.close()
+
+
+@pytest.fixture()
+def log(redis, channel) -> EventLog:
+    return EventLog(redis, history_max=5, history_ttl=60)
+
+
 def lose_the_event_log(redis, user: str) -> None:
     """What Redis losing its data means for one user (the whole server is shared with other tests)."""
     redis.delete(f"events:position:{user}", f"events:log:{user}")
 
 
-def test_events_are_numbered_from_1_in_one_epoch_and_carry_it(log, user, emitter):
+def test_events_are_numbered_from_1_in_one_epoch_and_carry_it(log, user, channel):
     first = log.publish(user, EVENT_PROGRESS, {"report_id": "r", "progress": 0.5})
     second = log.publish(user, EVENT_SUCCEEDED, {"report_id": "r", "rows": 3})
     assert (first["seq"], second["seq"]) == (1, 2) and first["epoch"] == second["epoch"]
     assert second["rows"] == 3 and second["time"]
-    assert [(e, d["seq"], room) for e, d, room in emitter.sent] == [(EVENT_PROGRESS, 1, f"user:{user}"),
-                                                                    (EVENT_SUCCEEDED, 2, f"user:{user}")]
+    assert channel.sent(2) == [(EVENT_PROGRESS, 1, user), (EVENT_SUCCEEDED, 2, user)]
     assert log.since(user, 0) == [(EVENT_PROGRESS, first), (EVENT_SUCCEEDED, second)]
     position = log.position(user)
     assert (position.epoch, position.seq, position.first) == (first["epoch"], 2, 1)
@@ -70,13 +83,13 @@ def test_positions_are_read_in_one_round_trip_and_create_nothing(log, user, redi
     assert not redis.exists(f"events:position:{nobody}")
 
 
-def test_an_outbox_row_is_numbered_once_and_a_retry_sends_the_stored_event_again(log, user, emitter):
+def test_an_outbox_row_is_numbered_once_and_a_retry_sends_the_stored_event_again(log, user, channel):
     payload = {"report_id": "r", "rows": 10}
     first = log.publish_once(41, user, EVENT_SUCCEEDED, payload)
     log.publish(user, EVENT_PROGRESS, {"report_id": "other"})
     again = log.publish_once(41, user, EVENT_SUCCEEDED, payload)  # a retry after a crash before marking
     assert again == first and first["seq"] == 1
-    assert [d["seq"] for _e, d, _r in emitter.sent] == [1, 2, 1]  # sent again: the gate drops it per socket
+    assert [seq for _e, seq, _u in channel.sent(3)] == [1, 2, 1]  # sent again: the gate drops it per socket
     assert [d["seq"] for _e, d in log.since(user, 0)] == [1, 2]
 
 
@@ -98,13 +111,3 @@ def test_the_log_keeps_the_newest_and_plans_say_what_can_be_replayed(log, user, 
     lose_the_event_log(redis, user)
     lost = log.replay_plan(user, epoch, 8)
     assert lost.reset == {"epoch": lost.epoch, "seq": 0} and lost.epoch != epoch
-
-
-def test_the_default_emitter_writes_to_the_socketio_channel(redis, infra, user):
-    pubsub = redis.pubsub()
-    pubsub.subscribe("flask-socketio")
-    pubsub.get_message(timeout=2)
-    EventLog(redis, infra.redis.url).publish(user, EVENT_PROGRESS, {"report_id": "r"})
-    message = pubsub.get_message(timeout=5)
-    assert message and message["type"] == "message"
-    pubsub.close()

@@ -287,7 +287,7 @@ def test_download_of_a_report_that_has_not_succeeded_is_409(reports, alice):
 
 def test_delete_of_a_queued_report_cancels_it(reports_app, reports, alice, redis):
     report = created(reports, alice)
-    events = EventLog(redis, reports_app.extensions["reportflow"].settings.redis_url)
+    events = EventLog(redis)
     last_seq = events.last_seq(alice.id)
     r = reports.delete(f"/v1/reports/{report['id']}", headers=alice.headers)
     assert r.status_code == 204 and r.get_data() == b""

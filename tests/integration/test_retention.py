@@ -66,7 +66,7 @@ def sessions(engine):
 @pytest.fixture(scope="module")
 def ctx(settings, sessions):
     redis = Redis.from_url(settings.redis_url)
-    events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
+    events = EventLog(redis, history_max=settings.event_history_max,
                       history_ttl=settings.event_history_ttl_seconds)
     yield WorkerContext(settings, sessions, redis, make_storage(settings), events, OutboxPublisher(sessions, events),
                         make_celery(settings, "test-retention"), ShutdownClock(settings.graceful_timeout_seconds))

@@ -61,7 +61,7 @@ def broker(settings):
 
 @pytest.fixture(scope="module")
 def ctx(settings, sessions, redis):
-    events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
+    events = EventLog(redis, history_max=settings.event_history_max,
                       history_ttl=settings.event_history_ttl_seconds)
     return WorkerContext(settings, sessions, redis, make_storage(settings), events, OutboxPublisher(sessions, events),
                          make_celery(settings, "test-worker"), ShutdownClock(settings.graceful_timeout_seconds))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import requests
@@ -64,6 +65,21 @@ class User:
     def me(self) -> dict:
         return self.api.http.get(f"{self.api.auth_url}/v1/auth/me", headers=self.headers).json()
 
+    def logout(self) -> requests.Response:
+        return self.api.http.post(f"{self.api.auth_url}/v1/auth/logout", headers=self.headers)
+
+    def refresh(self, refresh_token: str | None = None) -> requests.Response:
+        """POST /v1/auth/refresh with `refresh_token` (default: this login's current one); keeps a new pair."""
+        r = self.api.http.post(f"{self.api.auth_url}/v1/auth/refresh",
+                               headers={"Authorization": f"Bearer {refresh_token or self.tokens['refresh_token']}"})
+        if r.status_code == 200:
+            self.tokens = r.json()
+        return r
+
+    def another_login(self) -> User:
+        """The same user signed in a second time (another login: its own `sid`)."""
+        return User(self.api, self.email, self.password, self.api.login(self.email, self.password))
+
 
 class SocketClient:
     """Records every event received, and lets a test wait for the ones it expects."""
@@ -76,11 +92,18 @@ class SocketClient:
         self.headers = headers or {}
         self.events: list[tuple[str, dict]] = []
         self.errors: list = []
+        self.ended: list[dict] = []  # session.ended payloads
+        self.disconnected_at: float | None = None  # time.monotonic() when the connection went
         self._cond = threading.Condition()
         self.sio = socketio.Client(reconnection=False)
         for name in self.EVENTS:
             self.sio.on(name, self._recorder(name))
         self.sio.on("connect_error", lambda data: self.errors.append(data))
+        self.sio.on("session.ended", lambda payload: self.ended.append(payload))
+        self.sio.on("disconnect", self._disconnected)
+
+    def _disconnected(self, *_reason) -> None:
+        self.disconnected_at = time.monotonic()
 
     def _recorder(self, name: str):
         def record(payload):
@@ -99,6 +122,10 @@ class SocketClient:
     def disconnect(self) -> None:
         if self.sio.connected:
             self.sio.disconnect()
+
+    def refresh(self, token, timeout: float = 10) -> dict:
+        """Send `auth.refresh` with `token` (as given: tests send garbage too); the server's ack."""
+        return self.sio.call("auth.refresh", {"token": token}, timeout=timeout)
 
     def wait_for(self, predicate, timeout: float = 60, what: str = "event") -> tuple[str, dict]:
         with self._cond:

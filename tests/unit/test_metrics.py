@@ -4,14 +4,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import socketio
 from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from reportflow_common import metrics
 from reportflow_common.contracts import EVENT_PROGRESS, EVENT_SUCCEEDED, REPORTS_QUEUE
+from reportflow_common.events import live_message
 from reportflow_notifier.app import notifier_metrics
-from reportflow_notifier.delivery import DeliveryGate, SequencedRedisManager
+from reportflow_notifier.delivery import DeliveryGate, LiveDelivery
 from reportflow_reports.app import QueueDepthCollector
 
 
@@ -96,20 +96,20 @@ def test_events_without_usable_times_are_counted_not_timed():
     assert sample("reportflow_notifier_events_delivered_total", event=EVENT_PROGRESS) == before[2] + 2
 
 
-def test_the_manager_reports_each_queued_event_once_and_each_socket_delivery(monkeypatch):
+def test_live_delivery_reports_each_event_read_once_and_each_socket_delivery():
     gate = DeliveryGate()
-    manager = SequencedRedisManager("redis://127.0.0.1:1/0", gate)  # never connected
-    received, delivered = [], []
-    manager.on_received = lambda event, payload: received.append(payload["seq"])
-    manager.on_delivered = lambda event, payload: delivered.append(payload["seq"])
-    monkeypatch.setattr(manager, "get_participants", lambda namespace, room: iter([("s1", "e1"), ("s2", "e2")]))
-    monkeypatch.setattr(socketio.Manager, "emit", lambda self, *args, **kwargs: None)
-    for sid in ("s1", "s2"):
-        gate.open(sid, 0)
+    sent, received, delivered = [], [], []
+    live = LiveDelivery(gate, lambda sid, event, payload: sent.append((sid, payload["seq"])))
+    live.on_received = lambda event, payload: received.append(payload["seq"])
+    live.on_delivered = lambda event, payload: delivered.append(payload["seq"])
+    for sid, user in (("s1", "u"), ("s2", "u"), ("s3", "someone else")):
+        gate.open(sid, 0, user_id=user)
         gate.replay(sid, [])  # replay done: live events pass
-    message = {"method": "emit", "event": EVENT_SUCCEEDED, "room": "user:u", "namespace": "/",
-               "data": [{"seq": 1, "report_id": "r"}]}
-    manager._handle_emit(message)
-    manager._handle_emit(message)  # a duplicate: read from the queue again, sent to no socket
+    message = live_message("u", EVENT_SUCCEEDED, {"seq": 1, "report_id": "r"})
+    live(message)
+    live(message)  # a duplicate: read from the channel again, sent to no socket
+    live(b"not json")
+    live(live_message("u", "not.a.report.event", {"seq": 2}))
     assert received == [1, 1]
     assert delivered == [1, 1]
+    assert sorted(sent) == [("s1", 1), ("s2", 1)]

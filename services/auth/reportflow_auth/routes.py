@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import Blueprint, current_app, jsonify, request
 from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt, jwt_required
 
+from reportflow_common.contracts import LOGGED_OUT, REVOKED
 from reportflow_common.logs import user_id_var
 from reportflow_common.problems import not_found, unauthorized
 from reportflow_common.ratelimit import per_minute
@@ -76,7 +77,7 @@ def refresh():
     ttl = ctx.settings.refresh_token_ttl_seconds
     first_use = ctx.redis.set(f"auth:refresh-used:{claims['jti']}", 1, nx=True, ex=ttl)
     if not first_use:
-        revoke(ctx.redis, claims, login_ttl=ttl)
+        revoke(ctx.redis, claims, REVOKED, login_ttl=ttl)
         ctx.metrics.tokens_revoked.labels("refresh_reuse").inc()
         raise unauthorized("This refresh token was already used; the login has been revoked.")
     if users.find_by_id(ctx.sessions, claims["sub"]) is None:
@@ -89,7 +90,7 @@ def refresh():
 @jwt_required()
 def logout():
     ctx = _ctx()
-    revoke(ctx.redis, get_jwt(), login_ttl=ctx.settings.refresh_token_ttl_seconds)
+    revoke(ctx.redis, get_jwt(), LOGGED_OUT, login_ttl=ctx.settings.refresh_token_ttl_seconds)
     ctx.metrics.tokens_revoked.labels("logout").inc()
     return "", 204
 

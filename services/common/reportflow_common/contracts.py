@@ -47,14 +47,19 @@ TERMINAL_EVENTS = {SUCCEEDED: EVENT_SUCCEEDED, FAILED: EVENT_FAILED, CANCELLED: 
 # continues from this payload's {epoch, seq}.
 EVENT_RESET = "events.reset"
 
-# The Redis pub/sub channel of the Socket.IO message queue (Flask-SocketIO's default name).
-SOCKETIO_CHANNEL = "flask-socketio"
+# Sent by the notifier alone, just before it disconnects a socket whose login is over: {reason}, one of
+# SESSION_END_REASONS (docs/events.md). The client signs out and says why.
+EVENT_SESSION_ENDED = "session.ended"
+LOGGED_OUT, REVOKED, TOKEN_EXPIRED = "logged_out", "revoked", "expired"
+SESSION_END_REASONS = (LOGGED_OUT, REVOKED, TOKEN_EXPIRED)
+# The one client -> server event: {token}, a fresh access token of the same user, acknowledged with
+# {ok: true, expires_at} or {ok: false, problem}; it keeps the socket open past the old token's expiry.
+EVENT_AUTH_REFRESH = "auth.refresh"
 SOCKETIO_NAMESPACE = "/"
 
-
-def user_room(user_id: str) -> str:
-    """The only room a connection is ever put in; derived from the verified token's subject."""
-    return f"user:{user_id}"
+# Redis pub/sub channels of the project's own; every notifier process subscribes to both (docs/events.md).
+EVENTS_CHANNEL = "reportflow:events"  # each numbered report event: {user_id, event, payload}
+REVOCATIONS_CHANNEL = "reportflow:revocations"  # a login ended by auth: {login, jti, reason}
 
 
 # Problem codes (CONTRACT.md "Errors")

@@ -1,4 +1,4 @@
-"""Report events: numbered per user, kept for replay, and sent through the Socket.IO Redis message queue.
+"""Report events: numbered per user, kept for replay, and sent live on the project's Redis channel.
 
 Producers call `EventLog.publish` for progress (best effort: callers ignore its failures); terminal events
 go through the outbox (`outbox.py`), which calls `EventLog.publish_once`. The notifier reads
@@ -9,6 +9,9 @@ the numbering. A new epoch starts whenever the position has to be created (the u
 lost its data), and its log starts empty, so a client that sends back (epoch, last_seq) is never mistaken
 for one that is up to date. Numbering, storing and the position are one
 Redis script; a per-user lock around it and the send keeps events on the channel in `seq` order.
+
+Live events go out on EVENTS_CHANNEL (pub/sub, at most once) as `live_message`s; every notifier process
+reads them with `read_live_message` and sends each to its own sockets of that user.
 """
 from __future__ import annotations
 
@@ -19,10 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import socketio
 from redis import Redis
 
-from .contracts import SOCKETIO_CHANNEL, SOCKETIO_NAMESPACE, user_room
+from .contracts import EVENTS_CHANNEL
 
 
 def _position_key(user_id: str) -> str:
@@ -107,10 +109,8 @@ def replay_start(client_epoch: str | None, client_last_seq: int | None, position
 
 
 class EventLog:
-    def __init__(self, redis: Redis, redis_url: str, *, history_max: int = 1000, history_ttl: int = 86400,
-                 emitter: socketio.RedisManager | None = None):
+    def __init__(self, redis: Redis, *, history_max: int = 1000, history_ttl: int = 86400):
         self.redis, self.history_max, self.history_ttl = redis, history_max, history_ttl
-        self.emitter = emitter or socketio.RedisManager(redis_url, write_only=True, channel=SOCKETIO_CHANNEL)
         self._position = redis.register_script(_POSITION)  # registering sends nothing; the first call loads it
         self._publish = redis.register_script(_PUBLISH)
 
@@ -140,7 +140,7 @@ class EventLog:
                 if stored is None:
                     return None
                 event, message = stored
-            self.emitter.emit(event, message, namespace=SOCKETIO_NAMESPACE, room=user_room(user_id))
+            self.redis.publish(EVENTS_CHANNEL, live_message(user_id, event, message))
         return message
 
     def position(self, user_id: str) -> Position:
@@ -176,6 +176,25 @@ class EventLog:
         position = self.position(user_id)
         start, reset = replay_start(client_epoch, client_last_seq, position)
         return ReplayPlan(position.epoch, start, {"epoch": position.epoch, "seq": start} if reset else None)
+
+
+def live_message(user_id: str, event: str, payload: dict) -> str:
+    """What EVENTS_CHANNEL carries for one numbered event."""
+    return json.dumps({"user_id": user_id, "event": event, "payload": payload})
+
+
+def read_live_message(raw) -> tuple[str, str, dict] | None:
+    """(user_id, event, payload) of an EVENTS_CHANNEL message; None for anything else."""
+    try:
+        message = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(message, dict):
+        return None
+    user_id, event, payload = message.get("user_id"), message.get("event"), message.get("payload")
+    if not (isinstance(user_id, str) and isinstance(event, str) and isinstance(payload, dict)):
+        return None
+    return user_id, event, payload
 
 
 def _entry(entry_id, fields: dict) -> tuple[str, dict]:

@@ -3,6 +3,8 @@
 Only EdDSA is accepted; the key is chosen by the token's `kid` from auth's JWKS (fetched and cached),
 so no shared secret exists. Revocation is a Redis deny-list of token ids (`jti`) and of whole logins
 (`sid`, shared by the access and refresh tokens of one login), each kept until the token would expire.
+Each revocation is also announced on REVOCATIONS_CHANNEL, in the same Redis transaction, so that every
+notifier process ends the open sockets of that login at once (docs/events.md).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from flask_jwt_extended import exceptions as jwt_ext_errors
 from jwt import exceptions as jwt_errors
 from redis import Redis
 
+from .contracts import REVOCATIONS_CHANNEL
 from .problems import Problem, problem_response, unauthorized, unavailable
 
 ALGORITHM = "EdDSA"
@@ -33,14 +36,30 @@ def revoked_sid_key(sid: str) -> str:
     return f"auth:revoked:sid:{sid}"
 
 
-def revoke(redis: Redis, claims: dict, *, login_ttl: int | None = None) -> None:
-    """Deny-list a token until it would expire anyway; with `login_ttl`, every token of its login too."""
+def revoke(redis: Redis, claims: dict, reason: str, *, login_ttl: int | None = None) -> None:
+    """Deny-list a token until it would expire anyway; with `login_ttl`, every token of its login too.
+    `reason` (a SESSION_END_REASONS value) is what the sockets of that login are told."""
     ttl = max(1, int(claims["exp"] - time.time()) + 1)
+    whole_login = bool(login_ttl and claims.get("sid"))
     pipe = redis.pipeline()
     pipe.set(revoked_jti_key(claims["jti"]), 1, ex=ttl)
-    if login_ttl and claims.get("sid"):
+    if whole_login:
         pipe.set(revoked_sid_key(claims["sid"]), 1, ex=login_ttl)
+    pipe.publish(REVOCATIONS_CHANNEL, json.dumps({"login": claims["sid"] if whole_login else None,
+                                                  "jti": claims["jti"], "reason": reason}))
     pipe.execute()
+
+
+def read_revocation(raw) -> tuple[str | None, str | None, str] | None:
+    """(login, jti, reason) of a REVOCATIONS_CHANNEL message; None for anything else."""
+    try:
+        message = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(message, dict) or not isinstance(message.get("reason"), str):
+        return None
+    login, jti = message.get("login"), message.get("jti")
+    return (login if isinstance(login, str) else None, jti if isinstance(jti, str) else None, message["reason"])
 
 
 def is_revoked(redis: Redis, claims: dict) -> bool:

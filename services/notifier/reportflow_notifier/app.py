@@ -1,35 +1,54 @@
 """create_app(settings): the notifier's Flask app with Flask-SocketIO bound to it.
 
-The connect handler is the only place a socket gets a room, and the room comes from the verified
-token's subject; clients have no message that joins or leaves rooms.
+The connect handler is the only place a socket gets its user, from the verified token's subject; it hears
+that user's events and nothing else. The one client event is `auth.refresh` (a fresh token of the same
+user). Live events and revocations come from the project's Redis channels, read by one subscriber per
+process (`subscriber.py`), and are emitted to this process's own sockets only.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import time
 from datetime import UTC, datetime
 
 from flask import Flask, request
-from flask_socketio import ConnectionRefusedError, SocketIO, join_room
+from flask_socketio import ConnectionRefusedError, SocketIO, disconnect
 from prometheus_client import Counter, Gauge, Histogram
 from redis import RedisError
 
-from reportflow_common.contracts import EVENT_RESET, EVENT_SUCCEEDED, REPORT_EVENTS, SOCKETIO_NAMESPACE, user_room
+from reportflow_common.contracts import (
+    EVENT_AUTH_REFRESH,
+    EVENT_RESET,
+    EVENT_SESSION_ENDED,
+    EVENT_SUCCEEDED,
+    EVENTS_CHANNEL,
+    FORBIDDEN,
+    REPORT_EVENTS,
+    REVOCATIONS_CHANNEL,
+    REVOKED,
+    SESSION_END_REASONS,
+    SOCKETIO_NAMESPACE,
+    TOKEN_EXPIRED,
+)
 from reportflow_common.events import EventLog
-from reportflow_common.problems import Problem
+from reportflow_common.problems import Problem, problem_body, unavailable
 from reportflow_common.redis_pool import redis_client
 from reportflow_common.settings import Settings
-from reportflow_common.tokens import JwksKeys, init_jwt, verify_access_token
+from reportflow_common.tokens import JwksKeys, init_jwt, is_revoked, read_revocation, verify_access_token
 from reportflow_common.web import init_web
 
-from .delivery import DeliveryGate, SequencedRedisManager, StalledSockets
+from .delivery import DeliveryGate, LiveDelivery, StalledSockets
 from .page import page_blueprint
 from .polling_guard import guard_polling
+from .sessions import OpenSockets
+from .subscriber import ChannelSubscriber
 
 log = logging.getLogger(__name__)
 CATCH_UP_SWEEP_SECONDS = 2.0  # how often connected sockets are compared with their users' event logs
 CATCH_UP_ROUNDS = 3  # replays in a row for one socket before a remaining gap is let through
 CATCH_UP_PATIENCE_SECONDS = 300.0  # how long a catch-up waits for Redis before letting buffered events through
+EXPIRY_CHECK_SECONDS = 0.25  # how often sockets are compared with their tokens' expiry
 
 
 class NotifierMetrics:
@@ -43,7 +62,7 @@ class NotifierMetrics:
         self.replayed = Counter("reportflow_notifier_events_replayed_total", "Events sent again on reconnect.")
         self.replay_seconds = Histogram("reportflow_notifier_replay_duration_seconds", "Time to replay on connect.")
         self.received = Counter("reportflow_notifier_events_received_total",
-                                "Events read from the Socket.IO queue (each notifier process reads every one once it "
+                                "Events read from the events channel (each notifier process reads every one once it "
                                 "has had a socket).",
                                 ["event"])
         self.latency = Histogram("reportflow_notifier_delivery_latency_seconds",
@@ -58,6 +77,14 @@ class NotifierMetrics:
             "reportflow_notifier_create_to_notify_seconds",
             "From a report's creation to its report.succeeded sent live on a socket: the wait the person sees.",
             buckets=(0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600))
+        self.sessions_ended = Counter("reportflow_notifier_sessions_ended_total",
+                                      "Sockets disconnected because their login ended, by reason.", ["reason"])
+        self.token_refreshes = Counter("reportflow_notifier_token_refreshes_total",
+                                       "auth.refresh events from clients, by outcome.", ["outcome"])
+        for reason in SESSION_END_REASONS:
+            self.sessions_ended.labels(reason)
+        for outcome in ("ok", "refused"):
+            self.token_refreshes.labels(outcome)
         for reason in ("unauthorized", "unavailable"):  # every series exists from the start, for rate()
             self.refused.labels(reason)
         for event in REPORT_EVENTS:
@@ -103,19 +130,14 @@ def _epoch(auth) -> str | None:
 
 def create_app(settings: Settings) -> Flask:
     redis = redis_client(settings)
-    events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
+    events = EventLog(redis, history_max=settings.event_history_max,
                       history_ttl=settings.event_history_ttl_seconds)
     metrics = notifier_metrics()
-    gate = DeliveryGate()
-    manager = SequencedRedisManager(settings.redis_url, gate)
-    manager.on_received = lambda event, _payload: metrics.received.labels(event).inc()
-    manager.on_delivered = lambda event, payload: metrics.resets.inc() if event == EVENT_RESET \
-        else metrics.observe_live(event, payload)
-    manager.on_gap = lambda sid: socketio.start_background_task(_catch_up, sid)
-    sweeping: list = []
+    gate, logins = DeliveryGate(), OpenSockets()
+    background: list = []  # the process's long-running tasks, started with its first socket
 
     app = Flask("reportflow_notifier", static_folder=None)
-    socketio = SocketIO(app, client_manager=manager, async_mode="gevent",
+    socketio = SocketIO(app, async_mode="gevent",
                         cors_allowed_origins=settings.allowed_origins or None, transports=settings.transports,
                         ping_interval=20, ping_timeout=20, max_http_buffer_size=16 * 1024)
     guard_polling(app, socketio)  # every /socket.io request answered in bounded time (see polling_guard)
@@ -124,6 +146,15 @@ def create_app(settings: Settings) -> Flask:
     app.extensions["reportflow"] = socketio
 
     app.register_blueprint(page_blueprint(settings))  # the web page: /, /static/*, /favicon.ico
+
+    def _emit(sid: str, event: str, payload: dict) -> None:
+        socketio.emit(event, payload, to=sid, namespace=SOCKETIO_NAMESPACE, ignore_queue=True)
+
+    live = LiveDelivery(gate, _emit)
+    live.on_received = lambda event, _payload: metrics.received.labels(event).inc()
+    live.on_delivered = lambda event, payload: metrics.resets.inc() if event == EVENT_RESET \
+        else metrics.observe_live(event, payload)
+    live.on_gap = lambda sid: socketio.start_background_task(_catch_up, sid)
 
     @socketio.on("connect")
     def connect(auth=None):
@@ -135,26 +166,79 @@ def create_app(settings: Settings) -> Flask:
             metrics.refused.labels(reason).inc()
             raise ConnectionRefusedError(reason, {"code": reason}) from None
         user_id, sid = claims["sub"], request.sid
+        # before anything yields: a revocation published after the deny-list check just made finds this socket
+        logins.add(sid, claims)
         requested, epoch = _last_seq(auth), _epoch(auth)
         try:
             plan = events.replay_plan(user_id, epoch, requested)
         except RedisError:
+            logins.forget(sid)
             metrics.refused.labels("unavailable").inc()
             raise ConnectionRefusedError("unavailable", {"code": "unavailable"}) from None
         gate.open(sid, plan.start, plan.epoch, user_id)  # live events wait in the gate until the replay is done
-        join_room(user_room(user_id))
         metrics.connected.inc()
         socketio.start_background_task(_replay, sid, user_id, plan)
-        if not sweeping:
-            sweeping.append(socketio.start_background_task(_sweep_forever))
+        if not background:
+            background.extend(socketio.start_background_task(task) for task in (
+                subscriber.run_forever, _sweep_forever, _expire_forever))
         log.info("socket connected", extra={"user_id": user_id, "last_seq": requested, "epoch": epoch,
                                             "reset": plan.reset is not None})
+
+    @socketio.on(EVENT_AUTH_REFRESH)
+    def refresh_token(data=None):
+        """A fresh access token for this socket, verified as on connect and of the same user; the ack says
+        whether it was taken (the socket's user, and so what it hears, never changes)."""
+        token = data.get("token") if isinstance(data, dict) else None
+        try:
+            claims = verify_access_token(redis, token)
+            if not logins.renew(request.sid, claims):
+                raise Problem(403, FORBIDDEN, "The token belongs to another user than this connection's.")
+        except (Problem, RedisError) as exc:
+            metrics.token_refreshes.labels("refused").inc()
+            problem = exc if isinstance(exc, Problem) else unavailable("The token cannot be checked right now.")
+            return {"ok": False, "problem": problem_body(problem)}
+        metrics.token_refreshes.labels("ok").inc()
+        return {"ok": True, "expires_at": claims["exp"]}
+
+    def _end_session(sid: str, reason: str) -> None:
+        """Tell the socket why (`session.ended`), then disconnect it; at most once per socket."""
+        if logins.forget(sid) is None:
+            return
+        gate.close(sid)  # nothing more is sent to it, whatever arrives before the disconnect below
+        _emit(sid, EVENT_SESSION_ENDED, {"reason": reason})
+        metrics.sessions_ended.labels(reason).inc()
+        with app.app_context():
+            disconnect(sid=sid, namespace=SOCKETIO_NAMESPACE)
+        log.info("socket's session ended", extra={"reason": reason})
+
+    def _revoked(raw) -> None:
+        revocation = read_revocation(raw)
+        if revocation is None:
+            return
+        login, jti, reason = revocation
+        for sid in logins.revoked(login, jti):
+            _end_session(sid, reason if reason in SESSION_END_REASONS else REVOKED)
+
+    def _subscribed() -> None:
+        """Revocations published while this process was not subscribed were missed: the deny-list has them."""
+        for sid, login in logins.all():
+            if is_revoked(redis, login.claims()):
+                _end_session(sid, REVOKED)
+
+    subscriber = ChannelSubscriber(settings.redis_url, {EVENTS_CHANNEL: live, REVOCATIONS_CHANNEL: _revoked},
+                                   _subscribed, socketio.sleep)
+
+    def _expire_forever():
+        while True:
+            socketio.sleep(EXPIRY_CHECK_SECONDS)
+            for sid in logins.expired(time.time()):
+                _end_session(sid, TOKEN_EXPIRED)
 
     def _send(sid: str, items: list, missed: list) -> None:
         """Send a replay's outcome; events read from the log (`missed`) count as replayed."""
         logged = missed[-1][1]["seq"] if missed else 0
         for event, payload in items:
-            socketio.emit(event, payload, to=sid, namespace=SOCKETIO_NAMESPACE, ignore_queue=True)
+            _emit(sid, event, payload)
             if event == EVENT_RESET:
                 metrics.resets.inc()
                 continue
@@ -216,7 +300,8 @@ def create_app(settings: Settings) -> Flask:
                 log.warning("catch-up sweep failed", extra={"error": str(exc)})
 
     @socketio.on("disconnect")
-    def disconnect(*_args):
+    def disconnected(*_args):
+        logins.forget(request.sid)
         gate.close(request.sid)
         metrics.connected.dec()
 

@@ -1,7 +1,7 @@
 """Per-connection ordering: each socket gets every event of its user once, in `seq` order, without gaps.
 
-Live events arrive through the Socket.IO Redis queue; a socket also gets a replay from the event log when it
-connects and whenever it has fallen behind. While a socket's replay runs, its live events wait in a buffer.
+Live events arrive on the project's Redis channel (`LiveDelivery`); a socket also gets a replay from the event
+log when it connects and whenever it has fallen behind. While a socket's replay runs, its live events wait in a buffer.
 A socket's cursor is (epoch, last seq sent):
 - an event at or below the cursor is a duplicate and is dropped;
 - the next seq is sent;
@@ -17,9 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import socketio
-
-from reportflow_common.contracts import EVENT_RESET, REPORT_EVENTS, SOCKETIO_CHANNEL
+from reportflow_common.contracts import EVENT_RESET, REPORT_EVENTS
+from reportflow_common.events import read_live_message
 
 
 class Admission(NamedTuple):
@@ -39,15 +38,22 @@ class DeliveryGate:
     def __init__(self):
         self._lock = threading.Lock()
         self._cursors: dict[str, _Cursor] = {}
+        self._by_user: dict[str, set[str]] = {}
 
     def open(self, sid: str, last_seq: int, epoch: str | None = None, user_id: str | None = None) -> None:
         """A new socket at (epoch, last_seq); live events are buffered until `replay`."""
         with self._lock:
             self._cursors[sid] = _Cursor(user_id, epoch, last_seq)
+            self._by_user.setdefault(user_id, set()).add(sid)
 
     def close(self, sid: str) -> None:
         with self._lock:
-            self._cursors.pop(sid, None)
+            cursor = self._cursors.pop(sid, None)
+            sids = self._by_user.get(cursor.user_id) if cursor is not None else None
+            if sids is not None:
+                sids.discard(sid)
+                if not sids:
+                    del self._by_user[cursor.user_id]
 
     def admit_live(self, sid: str, event: str, payload: dict) -> Admission:
         """What to send `sid` for a live event now (nothing while its replay runs or for a duplicate)."""
@@ -98,6 +104,11 @@ class DeliveryGate:
                     return Admission(out, True)
             return Admission(out, False)
 
+    def sids_of(self, user_id: str) -> list[str]:
+        """This process's sockets of `user_id` (whose live events pass through here)."""
+        with self._lock:
+            return list(self._by_user.get(user_id, ()))
+
     def cursors(self) -> list[tuple[str, str, str | None, int]]:
         """(sid, user_id, epoch, last_seq) of the sockets not buffering."""
         with self._lock:
@@ -146,27 +157,25 @@ class StalledSockets:
         return stalled
 
 
-class SequencedRedisManager(socketio.RedisManager):
-    """The Socket.IO Redis adapter, with report events to a user room passed through the gate per socket."""
+class LiveDelivery:
+    """Sends each live event (read from EVENTS_CHANNEL) to this process's sockets of its user, through the gate."""
 
-    def __init__(self, url: str, gate: DeliveryGate, **kwargs):
-        super().__init__(url, channel=SOCKETIO_CHANNEL, **kwargs)
-        self.gate = gate
-        self.on_received = lambda event, payload: None  # once per event this process reads from the queue
+    def __init__(self, gate: DeliveryGate, send):
+        self.gate, self.send = gate, send  # send(sid, event, payload): emit to one local socket
+        self.on_received = lambda event, payload: None  # once per event this process reads from the channel
         self.on_delivered = lambda event, payload: None  # once per socket it is sent to
         self.on_gap = lambda sid: None  # a socket missed events: replay from the log
 
-    def _handle_emit(self, message):
-        event, room, data = message.get("event"), message.get("room"), message.get("data")
-        if event not in REPORT_EVENTS or not isinstance(room, str) or not isinstance(data, list) or not data \
-                or not isinstance(data[0], dict):
-            return super()._handle_emit(message)
-        namespace, payload = message.get("namespace") or "/", data[0]
+    def __call__(self, raw) -> None:
+        message = read_live_message(raw)
+        if message is None or message[1] not in REPORT_EVENTS:
+            return
+        user_id, event, payload = message
         self.on_received(event, payload)
-        for sid, _eio_sid in list(self.get_participants(namespace, room)):
+        for sid in self.gate.sids_of(user_id):
             admission = self.gate.admit_live(sid, event, payload)
             for name, body in admission.deliver:
-                socketio.Manager.emit(self, name, body, namespace=namespace, room=sid)
+                self.send(sid, name, body)
                 self.on_delivered(name, body)
             if admission.catch_up:
                 self.on_gap(sid)

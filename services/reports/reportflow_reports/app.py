@@ -87,7 +87,7 @@ def create_app(settings: Settings) -> Flask:
     redis = redis_client(settings)
     storage = make_storage(settings)
     celery = make_celery(settings, "reportflow-reports")
-    events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
+    events = EventLog(redis, history_max=settings.event_history_max,
                       history_ttl=settings.event_history_ttl_seconds)
     if settings.effective_broker_url.startswith(("redis://", "rediss://")):
         register_scrape_collector("queue_depth", QueueDepthCollector(

@@ -49,7 +49,7 @@ class _PerProcess:
             s = self.settings
             redis = redis_client(s, socket_timeout=10)
             sessions = make_session_factory(engine_for(s))
-            events = EventLog(redis, s.redis_url, history_max=s.event_history_max,
+            events = EventLog(redis, history_max=s.event_history_max,
                               history_ttl=s.event_history_ttl_seconds)
             self._ctx = WorkerContext(s, sessions, redis, make_storage(s), events, OutboxPublisher(sessions, events),
                                       self.celery, self.shutdown)

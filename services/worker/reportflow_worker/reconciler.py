@@ -178,7 +178,7 @@ def make_reconciler(settings: Settings) -> Reconciler:
     broker_url = settings.effective_broker_url
     broker = redis_client(settings, broker_url, socket_timeout=5, socket_connect_timeout=3) \
         if broker_url.startswith(("redis://", "rediss://")) else None
-    events = EventLog(redis, settings.redis_url, history_max=settings.event_history_max,
+    events = EventLog(redis, history_max=settings.event_history_max,
                       history_ttl=settings.event_history_ttl_seconds)
     return Reconciler(settings, engine, sessions, broker, make_storage(settings), OutboxPublisher(sessions, events),
                       make_celery(settings, "reportflow-reconciler"))

@@ -6,11 +6,15 @@
 // - onResync({initial}) is called whenever the page cannot rely on replay (the first connect, a reconnect
 //   before any event gave a seq, a gap in seq, an `events.reset` from the server) and must reload its list
 //   over HTTP.
-// - tokensChanged(token) is where a fresh access token reaches the open socket.
+// - tokensChanged(token) is where a fresh access token reaches the open socket (`auth.refresh`), so the socket
+//   outlives the old token's expiry (docs/events.md).
+// - `session.ended` is the server ending the socket's login: logged out or revoked signs the page out; an
+//   expired token gets one refresh and a reconnect before the page gives up.
 import { EVENTS } from "./model.js";
 
 const WATCHDOG_MS = 5000; // how often a connection that is down and not retrying is started again
 const UNAVAILABLE_RETRY_MS = 3000;
+const REFRESH_ACK_MS = 10000; // how long the server has to acknowledge `auth.refresh`
 
 export class Live {
   /**
@@ -55,6 +59,7 @@ export class Live {
     socket.on("connect_error", (err) => this.refused(err));
     for (const name of EVENTS) socket.on(name, (payload) => this.received(name, payload));
     socket.on("events.reset", (payload) => this.reset(payload));
+    socket.on("session.ended", (payload) => this.ended(payload));
     window.addEventListener("offline", this.onBrowserOffline);
     window.addEventListener("online", this.onBrowserOnline);
     this.watchdog = setInterval(() => this.keepAlive(), WATCHDOG_MS);
@@ -131,8 +136,28 @@ export class Live {
     if (this.socket && !this.socket.connected && !this.socket.active && navigator.onLine !== false) this.connectAgain();
   }
 
-  tokensChanged(_token) {
-    // A connected socket keeps its connection; the next (re)connect sends the new token via socketAuth().
+  /** A fresh access token: a connected socket takes it at once; any other sends it on its next connect
+   * (socketAuth()). Refused or unanswered, the socket connects again with it rather than expire. */
+  tokensChanged(token) {
+    const socket = this.socket;
+    if (!socket || !socket.connected) return;
+    socket.timeout(REFRESH_ACK_MS).emit("auth.refresh", { token }, (err, ack) => {
+      if (!err && ack && ack.ok) return;
+      if (this.socket === socket && this.session.access === token) {
+        socket.disconnect();
+        this.connectAgain();
+      }
+    });
+  }
+
+  /** The server ended this socket's login (session.ended {reason}) and disconnects it. */
+  async ended(payload) {
+    const reason = payload && payload.reason;
+    if (reason === "expired" && await this.session.refresh()) {
+      this.connectAgain(); // the token ran out before the page refreshed it (e.g. the computer slept)
+      return;
+    }
+    this.session.end(reason === "logged_out" || reason === "revoked" ? reason : "expired");
   }
 
   setState(state) {

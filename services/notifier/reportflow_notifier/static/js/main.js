@@ -226,6 +226,13 @@ async function startApp(tokens) {
   await reloadList();
 }
 
+// Why the page is back at sign-in (Session.end's reasons, and the server's session.ended reasons).
+const END_NOTICES = {
+  expired: "Your session has ended. Please sign in again.",
+  logged_out: "This session was signed out. Please sign in again.",
+  revoked: "This session was revoked for your security (its sign-in was used twice). Please sign in again.",
+};
+
 function signedOut(reason) {
   if ($("confirm-dialog").open) $("confirm-dialog").close();
   if (live) live.stop();
@@ -238,7 +245,7 @@ function signedOut(reason) {
   const demo = config.demo_users || [];
   if (demo.length) $("signin-password").value = demo[0].email === $("signin-email").value ? demo[0].password : "";
   if (reason !== "unfinished") {
-    notice(reason === "expired" ? "Your session has ended. Please sign in again." : "You have signed out.");
+    notice(END_NOTICES[reason] || "You have signed out.");
     show("signin");
   }
 }
