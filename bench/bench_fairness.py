@@ -16,6 +16,7 @@ Modes: `fifo` (JOB_ORDER=fifo, no lane: the order before issue 16), `fair-no-lan
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -49,9 +50,24 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
+def lane_ready(worker) -> bool:
+    """The lane's pool process has made its clients (its "process ready" log line): the steady state of a
+    worker that has been up for a while, which is what a small report meets in production."""
+    for line in worker.output().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("message") == "process ready" and record.get("lane"):
+            return True
+    return False
+
+
 def run_mode(infra: Infra, env: dict, large_count: int, large_rows: int, small_rows: int) -> dict:
     stack = start_stack(infra, **env)
     try:
+        if env.get("LANE_MAX_CELLS") != "0":
+            wait_until(lambda: lane_ready(stack.worker), 120, "the lane to be ready")
         api = Api(stack.auth_url, stack.reports_url)
         heavy, light = api.new_user(), api.new_user()
         heavy_sock = SocketClient(stack.notifiers[0].url, heavy.token).connect()

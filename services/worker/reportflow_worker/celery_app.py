@@ -37,8 +37,11 @@ class _PerProcess:
         self._pid, self._ctx = None, None
         self._lock = threading.Lock()  # the warm-up thread and the first task
 
-    def warm_up(self) -> None:
-        threading.Thread(target=self.get, name="warm-up", daemon=True).start()
+    def warm_up(self, lane: bool) -> None:
+        def make_clients():
+            self.get()
+            log.info("process ready", extra={"lane": lane})
+        threading.Thread(target=make_clients, name="warm-up", daemon=True).start()
 
     def get(self) -> WorkerContext:
         with self._lock:
@@ -83,7 +86,7 @@ def create_celery(settings: Settings, lane: bool = False) -> Celery:
             seen.append(signum)
             shutdown.request()
         signal.signal(signal.SIGTERM, on_sigterm)
-        resources.warm_up()
+        resources.warm_up(lane)
 
     @signals.worker_shutting_down.connect(weak=False)
     def _shutting_down(**_):
