@@ -54,6 +54,19 @@ EVENT = "report.progress"
 KB = 1024
 DROP_EVERY = 10  # the mass disconnect: every 10th socket at once
 PUBLISHERS = 8
+ROWS = [("sockets connected", "connected", "{:,}"), ("connects failed", "failed", "{:,}"),
+        ("connect time s", "connect_s", "{:.1f}"), ("server CPU ms per connect", "cpu_ms_per_connect", "{:.2f}"),
+        ("RSS before MiB", "rss_before", "mib"), ("RSS after MiB", "rss_after", "mib"),
+        ("KB per socket", "kb_per_socket", "{:.1f}"), ("disconnects processed in s", "drain_s", "{:.1f}"),
+        ("server CPU ms per disconnect", "cpu_ms_per_disconnect", "{:.2f}"),
+        ("sockets open (1 per user)", "open", "{:,}"),
+        ("publish rate /s", "publish_rate", "{:.0f}"), ("events published", "published", "{:,}"),
+        ("events received", "received", "{:,}"), ("latency p50 ms", "p50_ms", "{:.1f}"),
+        ("latency p99 ms", "p99_ms", "{:.1f}"), ("latency max ms", "max_ms", "{:.1f}"),
+        ("server CPU % while publishing", "server_cpu_pct", "{:.0f}"),
+        ("client processes' CPU s (all)", "swarm_cpu_s", "{:.1f}"),
+        ("sockets open at the end", "still_open", "{:,}")]
+KEYS = [key for _label, key, _fmt in ROWS]
 
 
 def serve_peer(port: int, redis_url: str) -> None:
@@ -265,6 +278,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="how long events are published")
     parser.add_argument("--swarms", type=int, default=2, help="client processes")
     parser.add_argument("--servers", default="reportflow,python-socketio", help="which to measure (profiling)")
+    parser.add_argument("--phases", default="hold,deliver", help="which phases to run (profiling)")
     parser.add_argument("--serve-peer", nargs=2, metavar=("PORT", "REDIS_URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_peer:
@@ -285,10 +299,13 @@ def main() -> None:
                 auths = {u: {"token": tokens[u]} if ours else {"user": u} for u in users}
                 start = functools.partial(start_notifier, workdir, redis.url, jwks) if ours else \
                     functools.partial(start_peer, workdir, redis.url)
-                with running(start()) as server:
-                    results[kind] = hold_sockets(server, [auths[u] for u in users for _ in (0, 1)], args)
-                with running(start()) as server:
-                    results[kind].update(deliver(kind, server, list(auths.values()), users, args, redis.url))
+                results[kind] = {**dict.fromkeys(KEYS, float("nan")), "errors": []}
+                if "hold" in args.phases:
+                    with running(start()) as server:
+                        results[kind].update(hold_sockets(server, [auths[u] for u in users for _ in (0, 1)], args))
+                if "deliver" in args.phases:
+                    with running(start()) as server:
+                        results[kind].update(deliver(kind, server, list(auths.values()), users, args, redis.url))
             report(results, args, limit)
         finally:
             jwks.shutdown()
@@ -304,21 +321,9 @@ def report(results: dict, args, limit: int) -> None:
                                                               "python-engineio")))
     print(f"{args.sockets:,} sockets ({args.sockets // 2:,} users x 2) from {args.swarms} client processes; then "
           f"{args.sockets // 2:,} users x 1, {args.rate:.0f} events/s to random users for {args.seconds:.0f} s")
-    rows = [("sockets connected", "connected", "{:,}"), ("connects failed", "failed", "{:,}"),
-            ("connect time s", "connect_s", "{:.1f}"), ("server CPU ms per connect", "cpu_ms_per_connect", "{:.2f}"),
-            ("RSS before MiB", "rss_before", "mib"), ("RSS after MiB", "rss_after", "mib"),
-            ("KB per socket", "kb_per_socket", "{:.1f}"), ("disconnects processed in s", "drain_s", "{:.1f}"),
-            ("server CPU ms per disconnect", "cpu_ms_per_disconnect", "{:.2f}"),
-            ("sockets open (1 per user)", "open", "{:,}"),
-            ("publish rate /s", "publish_rate", "{:.0f}"), ("events published", "published", "{:,}"),
-            ("events received", "received", "{:,}"), ("latency p50 ms", "p50_ms", "{:.1f}"),
-            ("latency p99 ms", "p99_ms", "{:.1f}"), ("latency max ms", "max_ms", "{:.1f}"),
-            ("server CPU % while publishing", "server_cpu_pct", "{:.0f}"),
-            ("client processes' CPU s (all)", "swarm_cpu_s", "{:.1f}"),
-            ("sockets open at the end", "still_open", "{:,}")]
     header = "".join(f" {name:>16}" for name in names) + (f" {'ratio':>7}" if len(names) == 2 else "")
     print(f"{'':32}{header}")
-    for label, key, fmt in rows:
+    for label, key, fmt in ROWS:
         values = [results[name][key] for name in names]
         cell = (lambda v: f"{v / KB / KB:.1f}") if fmt == "mib" else fmt.format
         ratio = f" {values[0] / values[1]:>7.2f}" if len(values) == 2 and isinstance(values[0], float) and values[1] \

@@ -46,6 +46,9 @@ from .subscriber import ChannelSubscriber
 
 log = logging.getLogger(__name__)
 CATCH_UP_SWEEP_SECONDS = 2.0  # how often connected sockets are compared with their users' event logs
+# users whose positions one sweep reads in one Redis round trip: 5,000 at once held the process (and every
+# delivery) for up to seconds on a loaded machine (bench/bench_sockets.py)
+SWEEP_BATCH = 250
 CATCH_UP_ROUNDS = 3  # replays in a row for one socket before a remaining gap is let through
 CATCH_UP_PATIENCE_SECONDS = 300.0  # how long a catch-up waits for Redis before letting buffered events through
 EXPIRY_CHECK_SECONDS = 0.25  # how often sockets are compared with their tokens' expiry
@@ -292,7 +295,10 @@ def create_app(settings: Settings) -> Flask:
             socketio.sleep(CATCH_UP_SWEEP_SECONDS)
             try:
                 cursors = gate.cursors()
-                positions = events.positions({user_id for _sid, user_id, _e, _s in cursors}) if cursors else {}
+                users, positions = list({user_id for _sid, user_id, _e, _s in cursors}), {}
+                for first in range(0, len(users), SWEEP_BATCH):  # live deliveries go on between batches
+                    positions.update(events.positions(users[first:first + SWEEP_BATCH]))
+                    socketio.sleep(0)
                 for sid in stalled.find(cursors, positions):
                     if gate.begin_catch_up(sid):
                         socketio.start_background_task(_catch_up, sid)
