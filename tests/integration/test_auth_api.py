@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 from flask import json
 
+from reportflow_common.contracts import REVOCATIONS_CHANNEL
+
 from .contract_checks import (
     DEFECTS,
     PASSWORD,
@@ -281,6 +283,42 @@ def test_an_unreachable_dependency_makes_auth_unready_and_its_answers_503(make_a
     # the login throttle and the deny-list live in Redis: retry later, rather than a server fault
     r = cut_off.post("/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
     assert_problem(r, 503, "unavailable")
+
+
+def test_logout_while_redis_is_unreachable_is_503_and_the_login_goes_on(make_auth_app, auth, accounts):
+    """Nothing can be revoked (nor any socket told) without Redis: the client is told to try again."""
+    user = accounts.new()
+    cut_off = test_client(make_auth_app(REDIS_URL=closed_port_url("redis") + "/0"))
+    assert_problem(cut_off.post("/v1/auth/logout", headers=user.headers), 503, "unavailable")
+    assert auth.get("/v1/auth/me", headers=user.headers).status_code == 200
+
+
+def test_logout_and_refresh_reuse_announce_the_revocation_to_the_notifiers(auth, accounts, redis):
+    """The message every notifier acts on (docs/events.md): the login, the token and why."""
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(REVOCATIONS_CHANNEL)
+    assert pubsub.get_message(timeout=5) is None  # the confirmation: subscribed from here on
+
+    def announced(login: str) -> dict:
+        while (message := pubsub.get_message(timeout=5)) is not None:
+            body = json.loads(message["data"])
+            if body["login"] == login:
+                return body
+        raise AssertionError(f"no revocation of login {login} was published")
+
+    try:
+        user = accounts.new()
+        claims = unverified_parts(user.access)[1]
+        assert auth.post("/v1/auth/logout", headers=user.headers).status_code == 204
+        assert announced(claims["sid"]) == {"login": claims["sid"], "jti": claims["jti"], "reason": "logged_out"}
+        again = accounts.new()
+        refresh_claims = unverified_parts(again.refresh)[1]
+        assert _refresh(auth, again.refresh).status_code == 200
+        assert_problem(_refresh(auth, again.refresh), 401, "unauthorized")  # reused: the login is revoked
+        assert announced(refresh_claims["sid"]) == {"login": refresh_claims["sid"], "jti": refresh_claims["jti"],
+                                                    "reason": "revoked"}
+    finally:
+        pubsub.close()
 
 
 def test_unknown_path_and_wrong_method_are_problems(auth):
