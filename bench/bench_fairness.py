@@ -5,7 +5,9 @@ and a second user's 1k-row report waited behind all ten. This starts the real sy
 console scripts and servers as the e2e tests, the default pool of two processes) once per mode, in the same
 run: one user creates ten large reports; once they fill the pool, another user creates one small report. It
 prints the small report's create -> `report.succeeded` time and the large reports' throughput (their rows over
-the time from the first create to the last `report.succeeded`). Figures only: nothing is asserted.
+the time from the first create to the last `report.succeeded`), the time the pool spent building them (the sum of
+their started_at -> finished_at: it grows with the machine's load, not with the order) and the pool's idle
+slot-seconds (2 x makespan - building: what the scheduling itself costs). Figures only: nothing is asserted.
 
 Modes: `fifo` (JOB_ORDER=fifo, no lane: the order before issue 16), `fair-no-lane` (LANE_MAX_CELLS=0) and
 `fair` (the default: fair order and the reserved lane).
@@ -22,6 +24,7 @@ import platform
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -37,6 +40,13 @@ MODES = {"fifo": {"JOB_ORDER": "fifo", "LANE_MAX_CELLS": "0"},
          "fair-no-lane": {"JOB_ORDER": "fair", "LANE_MAX_CELLS": "0"},
          "fair": {"JOB_ORDER": "fair"}}
 COLUMNS = 8
+POOL = 2  # pool processes: the default WORKER_CONCURRENCY
+
+
+def job_seconds(report: dict) -> float:
+    """started_at -> finished_at of a report: the time a pool process spent on it."""
+    started, finished = (datetime.fromisoformat(report[k]) for k in ("started_at", "finished_at"))
+    return (finished - started).total_seconds()
 
 
 def cpu_seconds(processes: list[psutil.Process]) -> float:
@@ -89,10 +99,12 @@ def run_mode(infra: Infra, env: dict, large_count: int, large_rows: int, small_r
                 heavy_sock.wait_event("report.succeeded", report_id, 3600)
             makespan = time.perf_counter() - first_created
             lane_cpu = cpu_seconds(lane) - lane_cpu
+            building = sum(job_seconds(heavy.get(report_id)) for report_id in large)
         finally:
             heavy_sock.disconnect()
             light_sock.disconnect()
         return {"small_seconds": small_seconds, "position": position, "makespan": makespan,
+                "idle_slot_seconds": POOL * makespan - building, "building": building,
                 "rows_per_second": large_count * large_rows / makespan, "lane_cpu": lane_cpu if lane else None}
     finally:
         stack.stop()
@@ -116,13 +128,15 @@ def main() -> None:
               f"pool: 2 processes  {args.large_count} large reports of {args.large_rows:,} rows x {COLUMNS} "
               f"(one user), then one of {args.small_rows:,} rows (another user)  storage: moto S3 on loopback")
         print(f"{'mode':<14} {'small: create->notified s':>26} {'its queue_position':>19} "
-              f"{'large: makespan s':>18} {'large rows/s':>13} {'lane CPU s':>11}")
+              f"{'large: makespan s':>18} {'large rows/s':>13} {'building s':>11} {'idle slot-s':>12} "
+              f"{'lane CPU s':>11}")
         results = {}
         for mode in modes:
             r = results[mode] = run_mode(infra, MODES[mode], args.large_count, args.large_rows, args.small_rows)
             lane = f"{r['lane_cpu']:.2f}" if r["lane_cpu"] is not None else "-"
             print(f"{mode:<14} {r['small_seconds']:>26.2f} {str(r['position']):>19} {r['makespan']:>18.1f} "
-                  f"{r['rows_per_second']:>13,.0f} {lane:>11}", flush=True)
+                  f"{r['rows_per_second']:>13,.0f} {r['building']:>11.1f} {r['idle_slot_seconds']:>12.1f} "
+                  f"{lane:>11}", flush=True)
         if "fifo" in results:
             for mode in (m for m in results if m != "fifo"):
                 ratio = results[mode]["rows_per_second"] / results["fifo"]["rows_per_second"]

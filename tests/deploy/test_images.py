@@ -285,8 +285,8 @@ NOT_IN = {
     "auth": {"boto3", "botocore", "celery", "python-socketio", "gevent", "openpyxl", "lxml", "pyyaml"},
     "notifier": {"sqlalchemy", "psycopg2-binary", "alembic", "boto3", "botocore", "celery", "openpyxl", "lxml",
                  "argon2-cffi"},
-    "reports": {"gevent", "openpyxl", "lxml", "argon2-cffi", "flask-socketio"},
-    "worker": {"gevent", "argon2-cffi", "flask-socketio", "pyyaml"},
+    "reports": {"gevent", "openpyxl", "lxml", "argon2-cffi", "flask-socketio", "python-socketio"},
+    "worker": {"gevent", "argon2-cffi", "flask-socketio", "python-socketio", "pyyaml"},
 }
 
 
@@ -300,7 +300,7 @@ def test_common_keeps_its_heavy_dependencies_in_extras():
     project = tomllib.loads((ROOT / "services/common/pyproject.toml").read_text())["project"]
     base = {EXTRA.match(d)["name"].lower() for d in project["dependencies"]}
     assert not base & {"sqlalchemy", "psycopg2-binary", "alembic", "boto3", "celery", "python-socketio", "pyyaml"}
-    assert set(project["optional-dependencies"]) == {"db", "storage", "events", "queue", "api", "ratelimit"}
+    assert set(project["optional-dependencies"]) == {"db", "storage", "queue", "api", "ratelimit"}
 
 
 def test_final_stage_copies_the_venv_and_sets_the_runtime_environment(dockerfile):
