@@ -20,9 +20,9 @@ print(json.dumps({n: importlib.util.find_spec(n) is not None for n in names}))
 EXPECTED = {
     "auth": {"sqlalchemy": True, "psycopg2": True, "alembic": True, "argon2": True, "boto3": False,
              "celery": False, "socketio": False, "gevent": False, "openpyxl": False, "yaml": False},
-    "reports": {"sqlalchemy": True, "alembic": True, "boto3": True, "celery": True, "socketio": True, "yaml": True,
+    "reports": {"sqlalchemy": True, "alembic": True, "boto3": True, "celery": True, "socketio": False, "yaml": True,
                 "gevent": False, "openpyxl": False, "argon2": False},
-    "worker": {"sqlalchemy": True, "boto3": True, "celery": True, "socketio": True, "openpyxl": True,
+    "worker": {"sqlalchemy": True, "boto3": True, "celery": True, "socketio": False, "openpyxl": True,
                "gevent": False, "argon2": False, "yaml": False},
     "notifier": {"socketio": True, "gevent": True, "sqlalchemy": False, "psycopg2": False, "alembic": False,
                  "boto3": False, "celery": False, "openpyxl": False, "argon2": False},
