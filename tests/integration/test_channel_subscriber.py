@@ -24,9 +24,8 @@ def test_messages_reach_their_handler_and_a_dropped_subscription_comes_back(redi
     stopping = threading.Event()
 
     def pause(seconds: float) -> None:
-        if stopping.is_set():
+        if stopping.is_set() or stopping.wait(seconds):
             raise Stopped
-        time.sleep(seconds)
 
     subscriber = ChannelSubscriber(infra.redis.url, {c: (lambda raw, c=c: received.put((c, raw))) for c in channels},
                                    lambda: subscriptions.append(time.monotonic()), pause, name=name)
