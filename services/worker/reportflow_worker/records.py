@@ -12,12 +12,13 @@ transaction.
 """
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
@@ -33,18 +34,52 @@ def _lease(seconds: float):
 def claim_next(sessions: sessionmaker[Session], lease_seconds: float, order: str = FAIR,
                max_cells: int | None = None) -> Report | None:
     """The next runnable job in `order` (the lane: only among jobs of at most `max_cells` cells), now
-    `running` under a new attempt token and lease; None when there is none. SKIP LOCKED lets concurrent claims
-    take different jobs instead of waiting for each other."""
-    token = uuid.uuid4()
-    candidates = runnable_jobs(order) if max_cells is None else runnable_jobs(order).where(job_cells() <= max_cells)
+    `running` under a new attempt token and lease; None when there is none (a detached `Report`). SKIP LOCKED lets
+    concurrent claims take different jobs instead of waiting for each other.
+
+    One statement, compiled once per process (`_claim_sql`) and sent as SQL text: building and compiling it
+    for every job was most of a claim's CPU in the worker (issue 14's profile)."""
     with transaction(sessions) as s:
+        sql = _claim_sql(s.get_bind().dialect, order, max_cells is not None)
+        row = s.connection().exec_driver_sql(sql, {"token": str(uuid.uuid4()), "max_cells": max_cells,
+                                                   "lease": timedelta(seconds=lease_seconds)}).first()
+    return None if row is None else _report_of(row)
+
+
+_REPORT_COLUMNS = tuple(Report.__table__.columns)
+_CLAIM_SQL: dict[tuple, str] = {}
+
+
+def _claim_sql(dialect, order: str, lane: bool) -> str:
+    """The claim as SQL text with three parameters (token, lease, max_cells) and every other value inline.
+    The order is still `runnable_jobs`', so the worker claims in the order the reports service tells."""
+    key = (dialect.name, order, lane)
+    if key not in _CLAIM_SQL:
+        candidates = runnable_jobs(order)
+        if lane:
+            candidates = candidates.where(job_cells() <= literal_column("__max_cells__"))
         target = candidates.limit(1).with_for_update(skip_locked=True, of=Report).scalar_subquery()
-        return s.execute(
-            update(Report).where(Report.id == target, Report.status == c.QUEUED)
-            .values(status=c.RUNNING, attempt_token=token, lease_expires_at=_lease(lease_seconds),
-                    attempts=Report.attempts + 1, started_at=func.now(), progress=0.0)
-            .returning(Report).execution_options(synchronize_session=False)  # a new session holds no rows
-        ).scalar_one_or_none()
+        statement = (update(Report).where(Report.id == target, Report.status == c.QUEUED)
+                     .values(status=c.RUNNING, attempt_token=literal_column("CAST(__token__ AS UUID)"),
+                             lease_expires_at=func.now() + literal_column("__lease__"),
+                             attempts=Report.attempts + 1, started_at=func.now(), progress=0.0)
+                     .returning(*_REPORT_COLUMNS))
+        sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        for name in ("token", "lease", "max_cells"):  # the compiler escapes a % it is given: placeholders now
+            sql = sql.replace(f"__{name}__", f"%({name})s")
+        _CLAIM_SQL[key] = sql
+    return _CLAIM_SQL[key]
+
+
+def _report_of(row) -> Report:
+    """A detached Report from a row of all its columns as the driver returns them."""
+    values = dict(zip((column.key for column in _REPORT_COLUMNS), row, strict=True))
+    for name in ("id", "user_id", "attempt_token"):
+        if isinstance(values[name], str):
+            values[name] = uuid.UUID(values[name])
+    if isinstance(values["params"], str):
+        values["params"] = json.loads(values["params"])
+    return Report(**values)
 
 
 def _held_by(report_id: uuid.UUID, token: uuid.UUID) -> tuple:
