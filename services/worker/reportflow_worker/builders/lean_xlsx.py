@@ -176,7 +176,8 @@ class _Workbook:
         size, width = len(chunk), len(letters)
         if n + size - 1 > MAX_ROWS or set(map(len, chunk)) != {width}:
             return None
-        kinds, args, floats, new_until = [], [range(n, n + size)], False, 0
+        numbers = list(map(str, range(n, n + size)))  # each row's number as text, once for all its cells
+        kinds, args, floats, new_until = [], [numbers], False, 0
         for letter, style, column in zip(letters, styles, zip(*chunk, strict=True), strict=True):
             types = set(map(type, column))
             if len(types) != 1:
@@ -185,22 +186,22 @@ class _Workbook:
             if kind is float:
                 if not all(map(math.isfinite, column)):
                     return None
-                values, cell, floats = column, f'<c r="{letter}%d"{style}><v>%r</v></c>', True
+                values, cell, floats = column, f'<c r="{letter}%s"{style}><v>%r</v></c>', True
             elif kind is int:
-                values, cell = column, f'<c r="{letter}%d"{style}><v>%d</v></c>'
+                values, cell = column, f'<c r="{letter}%s"{style}><v>%d</v></c>'
             elif kind is str:
-                values, cell = list(map(self.strings.get, column)), f'<c r="{letter}%d"{style} t="s"><v>%d</v></c>'
+                values, cell = list(map(self.strings.get, column)), f'<c r="{letter}%s"{style} t="s"><v>%d</v></c>'
                 if None in values:  # up to the row where the last string new to the table first appears
                     new_until = max(new_until, *(column.index(v) + 1 for v in set(column) - self.strings.keys()))
             elif kind is date:
-                values, cell = self._serials(column), f'<c r="{letter}%d"{style}><v>%s</v></c>'
+                values, cell = self._serials(column), f'<c r="{letter}%s"{style}><v>%s</v></c>'
             elif kind is type(None):
                 kinds.append("")
                 continue
             else:
                 return None
             kinds.append(cell)
-            args += (range(n, n + size), values)
+            args += (numbers, values)
         if new_until:  # `_any_rows` adds new strings in its order (row by row), then the rest come here again
             head, rest = chunk[:new_until], chunk[new_until:]
             text = self._any_rows(n, head, letters, styles)
@@ -213,7 +214,7 @@ class _Workbook:
         if template is None:
             if len(self._templates) > 64:
                 self._templates.clear()
-            template = self._templates[key] = ('<row r="%d">' + "".join(kinds) + "</row>") * size
+            template = self._templates[key] = ('<row r="%s">' + "".join(kinds) + "</row>") * size
         text = template % tuple(chain.from_iterable(zip(*args, strict=True)))
         # 205.0 as 205, as `_cells` writes it: only a float's repr can end in ".0" right before "</v>"
         return text.replace(".0</v>", "</v>") if floats else text
