@@ -11,6 +11,7 @@ import math
 import random
 from collections.abc import Iterator
 from datetime import date, timedelta
+from functools import cache
 from itertools import islice
 from operator import itemgetter
 
@@ -65,7 +66,11 @@ def _below(getrandbits, n: int):
     return draw
 
 
-DATES = tuple(BASE_DATE + timedelta(days=d) for d in range(366))
+@cache
+def _dates() -> tuple[date, ...]:
+    return tuple(BASE_DATE + timedelta(days=d) for d in range(366))
+
+
 DISCOUNT_RATES = (0.0, 0.05, 0.1, 0.15)
 
 
@@ -80,13 +85,13 @@ def demo_rows(rows: int, columns: int, seed: int):
     units_of, rate_of, day_of = _below(getrandbits, 500), _below(getrandbits, 4), _below(getrandbits, 366)
     region_of, product_of = _below(getrandbits, len(REGIONS)), _below(getrandbits, len(PRODUCTS))
     metric_int = _below(getrandbits, 10_001)
-    extra = max(0, columns - len(BASE_COLUMNS))
+    extra, dates = max(0, columns - len(BASE_COLUMNS)), _dates()
     for _ in range(rows):
         units = units_of() + 1
         price = round(1.0 + 249.0 * random_(), 2)
         revenue = round(units * price, 2)
         discount = round(revenue * DISCOUNT_RATES[rate_of()], 2)
-        row = [DATES[day_of()], REGIONS[region_of()], PRODUCTS[product_of()],
+        row = [dates[day_of()], REGIONS[region_of()], PRODUCTS[product_of()],
                units, price, revenue, discount, round(revenue - discount, 2)]
         if extra:
             for i in range(1, extra + 1):
