@@ -227,8 +227,11 @@ def _uniform_and_mixed_sheets():
     yield Sheet("mixed", columns, mixed)
 
 
-def test_rows_written_a_chunk_at_a_time_are_the_cells_written_one_by_one(tmp_path, monkeypatch):
-    """The writer's fast path (a chunk of uniform columns through one template) changes no byte of the file."""
+@pytest.mark.parametrize("shared_strings", [lean_xlsx.SHARED_STRINGS_MAX, 100])
+def test_rows_written_a_chunk_at_a_time_are_the_cells_written_one_by_one(tmp_path, monkeypatch, shared_strings):
+    """The writer's fast path (a chunk of uniform columns through one template) changes no byte of the file,
+    also when the shared string table fills up on the way."""
+    monkeypatch.setattr(lean_xlsx, "SHARED_STRINGS_MAX", shared_strings)
     lean_xlsx.write_xlsx(str(tmp_path / "fast.xlsx"), _uniform_and_mixed_sheets())
     monkeypatch.setattr(lean_xlsx._Workbook, "_uniform_rows", lambda *args: None)
     lean_xlsx.write_xlsx(str(tmp_path / "slow.xlsx"), _uniform_and_mixed_sheets())

@@ -191,6 +191,8 @@ class _Workbook:
                 values, cell = column, f'<c r="{letter}%s"{style}><v>%d</v></c>'
             elif kind is str:
                 values, cell = list(map(self.strings.get, column)), f'<c r="{letter}%s"{style} t="s"><v>%d</v></c>'
+                if None in values and len(self.strings) >= SHARED_STRINGS_MAX:
+                    return None  # some will be written inline: cell by cell
                 if None in values:  # up to the row where the last string new to the table first appears
                     new_until = max(new_until, *(column.index(v) + 1 for v in set(column) - self.strings.keys()))
             elif kind is date:
