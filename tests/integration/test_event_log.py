@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from reportflow_common.contracts import EVENT_PROGRESS, EVENT_SUCCEEDED, EVENTS_CHANNEL
-from reportflow_common.events import EventLog, read_live_message
+from reportflow_common.events import EventLog, live_message, read_live_message
 
 
 class Channel:
@@ -61,6 +61,18 @@ def test_events_are_numbered_from_1_in_one_epoch_and_carry_it(log, user, channel
     assert log.since(user, 0) == [(EVENT_PROGRESS, first), (EVENT_SUCCEEDED, second)]
     position = log.position(user)
     assert (position.epoch, position.seq, position.first) == (first["epoch"], 2, 1)
+
+
+def test_the_script_sends_what_live_message_writes(log, user, channel):
+    """The publish script writes the live message itself (one round trip): the same text `live_message` makes,
+    odd characters included."""
+    payload = {"report_id": "r", "error": 'quote " backslash \\ and \u00e9\n', "rows": None}
+    sent = log.publish(user, EVENT_SUCCEEDED, payload)
+    while (message := channel.pubsub.get_message(timeout=5)) is not None:  # other tests share the channel
+        if read_live_message(message["data"])[0] == user:
+            break
+    assert message["data"].decode() == live_message(user, EVENT_SUCCEEDED, sent)
+    assert read_live_message(message["data"]) == (user, EVENT_SUCCEEDED, sent)
 
 
 def test_a_lost_log_starts_a_later_epoch_from_1(log, user, redis):

@@ -3,6 +3,7 @@ attempt tokens and leases, the reconciler, the outbox, and one winner per job. I
 the functions the task and the reconciler thread call are called directly."""
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import timedelta
 
@@ -19,9 +20,10 @@ from reportflow_common.queue import make_celery
 from reportflow_common.settings import WORKER, load_settings
 from reportflow_common.storage import make_storage
 from reportflow_worker import records
-from reportflow_worker.jobs import Attempt, WorkerContext, attempt_key, run_next_job
+from reportflow_worker.jobs import Attempt, Heartbeat, WorkerContext, attempt_key, run_next_job
 from reportflow_worker.reconciler import LOCK_KEY, Reconciler
 from reportflow_worker.shutdown import ShutdownClock
+from support.waiting import wait_until
 
 WEEK = timedelta(days=7)
 
@@ -390,3 +392,19 @@ def test_a_job_of_a_shutting_down_worker_that_cannot_finish_is_handed_back(sessi
     back = row(sessions, report_id)
     assert (back.status, back.attempts, back.attempt_token) == (c.QUEUED, 0, None)
     assert broker.llen(c.REPORTS_QUEUE) == 1  # rung for, so another worker takes it at once
+
+
+def test_one_thread_per_process_renews_every_running_attempts_lease_until_it_ends(ctx, sessions, user):
+    """The lease keeper (one thread per process) renews each held attempt a third of its lease (3 s here) after
+    the last renewal, and stops renewing one once its heartbeat is released."""
+    first, second = queued(sessions, user), queued(sessions, user)
+    claims = [records.claim_next(sessions, 3), records.claim_next(sessions, 3)]
+    leases = {r.id: r.lease_expires_at for r in claims}
+    with Heartbeat(ctx, first, claims[0].attempt_token), Heartbeat(ctx, second, claims[1].attempt_token) as held:
+        wait_until(lambda: all(row(sessions, r).lease_expires_at > leases[r] for r in (first, second)), 10,
+                   "both leases renewed")
+        assert held.state is records.Lease.HELD
+        assert [t.name for t in threading.enumerate()].count("lease-heartbeat") == 1
+    ended = row(sessions, second).lease_expires_at
+    wait_until(lambda: row(sessions, second).lease_expires_at < utcnow(), 10, "the released lease running out")
+    assert row(sessions, second).lease_expires_at == ended  # no renewal after the heartbeat was released

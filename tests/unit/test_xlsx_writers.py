@@ -210,3 +210,29 @@ def test_zip64_only_for_a_sheet_announced_near_two_gibibytes(tmp_path, monkeypat
     monkeypatch.setattr(lean_xlsx, "ROW_BYTES_PER_CELL", lean_xlsx.ZIP64_BYTES)  # as if each cell were 2 GiB
     assert build("huge.xlsx", 3)
     assert _read(tmp_path / "huge.xlsx")["s"] == [("a",), (1,), (2,)]
+
+
+def _parts(path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as package:
+        return {name: package.read(name) for name in package.namelist()}
+
+
+def _uniform_and_mixed_sheets():
+    columns = [Column(f"c{i}") for i in range(5)]
+    uniform = [[i + 0.5 if i % 3 else float(i), i, f"u{i % 700}", dt.date(2000, 1, 1 + i % 28), None]
+               for i in range(1234)]
+    mixed = [[1, 2.0, None, "x"], [-0.0, "y", dt.datetime(2021, 2, 3, 4, 5), True], [3]] * 200
+    yield from demo_sheets({"rows": 1001, "columns": 10, "seed": 5}, lambda done, total: None)
+    yield Sheet("uniform", columns, uniform, lambda: [["TOTAL", None, 3, 4.0, None]])
+    yield Sheet("mixed", columns, mixed)
+
+
+@pytest.mark.parametrize("shared_strings", [lean_xlsx.SHARED_STRINGS_MAX, 100])
+def test_rows_written_a_chunk_at_a_time_are_the_cells_written_one_by_one(tmp_path, monkeypatch, shared_strings):
+    """The writer's fast path (a chunk of uniform columns through one template) changes no byte of the file,
+    also when the shared string table fills up on the way."""
+    monkeypatch.setattr(lean_xlsx, "SHARED_STRINGS_MAX", shared_strings)
+    lean_xlsx.write_xlsx(str(tmp_path / "fast.xlsx"), _uniform_and_mixed_sheets())
+    monkeypatch.setattr(lean_xlsx._Workbook, "_uniform_rows", lambda *args: None)
+    lean_xlsx.write_xlsx(str(tmp_path / "slow.xlsx"), _uniform_and_mixed_sheets())
+    assert _parts(tmp_path / "fast.xlsx") == _parts(tmp_path / "slow.xlsx")

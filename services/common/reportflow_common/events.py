@@ -7,8 +7,8 @@ go through the outbox (`outbox.py`), which calls `EventLog.publish_once`. The no
 Numbering: each user has a position {epoch, seq} in Redis. `seq` counts that user's events; `epoch` names
 the numbering. A new epoch starts whenever the position has to be created (the user's first event, or Redis
 lost its data), and its log starts empty, so a client that sends back (epoch, last_seq) is never mistaken
-for one that is up to date. Numbering, storing and the position are one
-Redis script; a per-user lock around it and the send keeps events on the channel in `seq` order.
+for one that is up to date. Numbering, storing, the position and the live send are one Redis script (one
+round trip, and events go out on the channel in `seq` order without a lock).
 
 Live events go out on EVENTS_CHANNEL (pub/sub, at most once) as `live_message`s; every notifier process
 reads them with `read_live_message` and sends each to its own sockets of that user.
@@ -61,7 +61,9 @@ if #first > 0 then first_seq = tonumber(string.match(first[1][1], '^(%d+)')) end
 return {epoch, tonumber(redis.call('HGET', KEYS[1], 'seq')), first_seq}
 """
 # KEYS[3] the outbox row's marker; ARGV[2] event, [3] history max, [4] history ttl, [5] '1' to number once,
-# [6] the payload as JSON. Returns {epoch, seq, 1 if numbered now else 0 (numbered before)}.
+# [6] the payload as a JSON object, [7] the live channel, [8] the start of the live message (`_live_prefix`): a
+# fresh event is sent on the channel as `live_message` would write it. Returns {epoch, seq, 1 if numbered now
+# else 0 (numbered before)}.
 _PUBLISH = _ENSURE_EPOCH + """
 if ARGV[5] == '1' then
   local seen = redis.call('GET', KEYS[3])
@@ -74,6 +76,7 @@ local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], seq .. '-0', 'event', ARGV[2], 'data', ARGV[6], 'epoch', epoch)
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 if ARGV[5] == '1' then redis.call('SET', KEYS[3], epoch .. ':' .. seq, 'EX', ARGV[4]) end
+redis.call('PUBLISH', ARGV[7], ARGV[8] .. seq .. ', "epoch": "' .. epoch .. '", ' .. string.sub(ARGV[6], 2) .. '}')
 return {epoch, seq, 1}
 """
 
@@ -129,18 +132,17 @@ class EventLog:
         once = outbox_id is not None
         keys = [_position_key(user_id), _stream_key(user_id),
                 _published_key(outbox_id) if once else _position_key(user_id)]
-        with self.redis.lock(f"events:lock:{user_id}", timeout=10, blocking_timeout=10):
-            epoch, seq, fresh = self._publish(keys=keys, args=[new_epoch(), event, self.history_max,
-                                                               self.history_ttl, "1" if once else "0", data])
-            epoch, seq = _text(epoch), int(seq)
-            if fresh:
-                message = _message(seq, epoch, data)
-            else:
-                stored = self._entry(user_id, seq)
-                if stored is None:
-                    return None
-                event, message = stored
-            self.redis.publish(EVENTS_CHANNEL, live_message(user_id, event, message))
+        epoch, seq, fresh = self._publish(keys=keys, args=[new_epoch(), event, self.history_max, self.history_ttl,
+                                                           "1" if once else "0", data, EVENTS_CHANNEL,
+                                                           _live_prefix(user_id, event)])
+        epoch, seq = _text(epoch), int(seq)
+        if fresh:  # numbered, stored and sent by the script
+            return _message(seq, epoch, data)
+        stored = self._entry(user_id, seq)  # numbered before: send the stored event again
+        if stored is None:
+            return None
+        event, message = stored
+        self.redis.publish(EVENTS_CHANNEL, live_message(user_id, event, message))
         return message
 
     def position(self, user_id: str) -> Position:
@@ -181,6 +183,11 @@ class EventLog:
 def live_message(user_id: str, event: str, payload: dict) -> str:
     """What EVENTS_CHANNEL carries for one numbered event."""
     return json.dumps({"user_id": user_id, "event": event, "payload": payload})
+
+
+def _live_prefix(user_id: str, event: str) -> str:
+    """`live_message` up to the seq of its payload (the publish script writes the rest)."""
+    return f'{{"user_id": {json.dumps(user_id)}, "event": {json.dumps(event)}, "payload": {{"seq": '
 
 
 def read_live_message(raw) -> tuple[str, str, dict] | None:

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .contracts import CANCELLED, EVENT_CANCELLED, EVENT_FAILED, EVENT_SUCCEEDED, FAILED, SUCCEEDED
@@ -21,6 +21,7 @@ from .db import OutboxEvent, Report, transaction, utcnow
 from .events import EventLog
 
 log = logging.getLogger(__name__)
+_MARK_PUBLISHED = "UPDATE event_outbox SET published_at = %(now)s WHERE id = %(id)s AND published_at IS NULL"
 
 
 def terminal_event(report: Report) -> tuple[str, dict]:
@@ -73,9 +74,8 @@ class OutboxPublisher:
         """Publish one committed event and mark it; raises on a Redis or PostgreSQL error (then it stays
         pending, and publishing it again later cannot number it twice)."""
         self.events.publish_once(pending.id, str(pending.user_id), pending.event, pending.payload)
-        with transaction(self.sessions) as s:
-            s.execute(update(OutboxEvent).where(OutboxEvent.id == pending.id, OutboxEvent.published_at.is_(None))
-                      .values(published_at=utcnow()))
+        with transaction(self.sessions) as s:  # SQL text: the ORM's update was most of this step's CPU
+            s.connection().exec_driver_sql(_MARK_PUBLISHED, {"id": pending.id, "now": utcnow()})
 
     def publish_after_commit(self, pending: PendingEvent | None) -> bool:
         """What producers call right after their commit: best effort, the reconciler publishes what fails."""

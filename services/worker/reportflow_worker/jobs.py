@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
@@ -53,6 +53,41 @@ class HandBack(Exception):
     """The worker is shutting down and this job cannot finish in time."""
 
 
+class LeaseKeeper:
+    """One thread per process renews the lease of every attempt running in it, each a third of its lease
+    after its last renewal (a thread per job cost a thread and its events for every job, issue 14)."""
+
+    def __init__(self):
+        self._pid: int | None = None
+        self._due: dict = {}  # Heartbeat -> when it is next due
+        self._changed = threading.Condition()
+
+    def hold(self, heartbeat) -> None:
+        with self._changed:
+            if self._pid != os.getpid():  # first use in this process (a prefork child inherits no threads)
+                self._pid, self._due = os.getpid(), {}
+                threading.Thread(target=self._renew_forever, name="lease-heartbeat", daemon=True).start()
+            self._due[heartbeat] = time.monotonic() + heartbeat.lease / 3
+            self._changed.notify()
+
+    def release(self, heartbeat) -> None:
+        with self._changed:
+            self._due.pop(heartbeat, None)
+
+    def _renew_forever(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [hb for hb, at in self._due.items() if at <= now]
+                if not due:
+                    self._changed.wait(min(self._due.values(), default=now + 60) - now)
+                    continue
+                for heartbeat in due:
+                    self._due[heartbeat] = now + heartbeat.lease / 3
+            for heartbeat in due:  # outside the lock: an outage never holds up a job starting or ending
+                heartbeat.beat()
+
+
 @dataclass
 class WorkerContext:
     settings: Settings
@@ -63,6 +98,7 @@ class WorkerContext:
     outbox: OutboxPublisher
     celery: Celery  # for the doorbell of a job handed back
     shutdown: ShutdownClock
+    leases: LeaseKeeper = field(default_factory=LeaseKeeper)  # made with the process's clients
 
 
 def attempt_key(user_id, report_id, token, extension: str) -> str:
@@ -96,27 +132,21 @@ def run_next_job(ctx: WorkerContext, rung_for: str | None = None, lane: bool = F
 
 
 class Heartbeat:
-    """Renews the attempt's lease every third of it on a thread of its own (saving and uploading a big file
-    call no progress callback), and learns on the way of a cancel request or of the job being taken back."""
+    """Renews the attempt's lease every third of it (by the process's lease keeper thread: saving and
+    uploading a big file call no progress callback), and learns on the way of a cancel request or of the job
+    being taken back."""
 
     def __init__(self, ctx: WorkerContext, report_id: uuid.UUID, token: uuid.UUID):
         self.ctx, self.report_id, self.token = ctx, report_id, token
         self.lease = ctx.settings.job_lease_seconds
         self.state = records.Lease.HELD
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat_until_stopped, name="lease-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
-        self._thread.start()
+        self.ctx.leases.hold(self)
         return self
 
     def __exit__(self, *_exc) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _beat_until_stopped(self) -> None:
-        while not self._stop.wait(self.lease / 3):
-            self.beat()
+        self.ctx.leases.release(self)
 
     def beat(self, progress: float | None = None) -> records.Lease:
         """Renew (and store `progress`); an outage is logged and skipped: if it outlasts the lease, the

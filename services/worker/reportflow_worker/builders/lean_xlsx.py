@@ -17,6 +17,7 @@ import re
 import zipfile
 from collections.abc import Iterable
 from datetime import date, datetime
+from itertools import chain, islice
 from xml.sax.saxutils import escape, quoteattr
 
 from .tables import GENERAL, Sheet, column_letter
@@ -99,6 +100,7 @@ class _Workbook:
         self.dates: dict[date, int] = {}
         self.formats: dict[str, int] = {}
         self.styles: dict[tuple[int, bool], int] = {(0, False): 0}
+        self._templates: dict[tuple, str] = {}  # a chunk's XML with its values left out, by cell kinds
 
     def style(self, number_format: str, bold: bool) -> str:
         """The ` s="n"` attribute of a cell with this number format and weight ('' for the default)."""
@@ -142,21 +144,95 @@ class _Workbook:
         self.sheets.append((name, filtered))
 
     def _write_rows(self, out, n: int, rows: Iterable, letters: list[str], styles: list[str]) -> int:
-        """Write `rows` from sheet row `n` on; returns the number of the next row."""
-        chunk: list[str] = []
-        cells, width = self._cells, len(letters)
-        for row in rows:
+        """Write `rows` from sheet row `n` on, FLUSH_ROWS at a time; returns the number of the next row."""
+        rows = iter(rows)
+        while chunk := list(islice(rows, FLUSH_ROWS)):
+            text = self._uniform_rows(n, chunk, letters, styles)
+            if text is None:
+                text = self._any_rows(n, chunk, letters, styles)
+            out.write(text.encode())
+            n += len(chunk)
+        return n
+
+    def _any_rows(self, n: int, chunk: list, letters: list[str], styles: list[str]) -> str:
+        """Rows of any values, cell by cell."""
+        parts, cells, width = [], self._cells, len(letters)
+        for row in chunk:
             if n > MAX_ROWS:
                 raise ValueError(f"a sheet holds at most {MAX_ROWS} rows")
             if len(row) > width:
                 raise ValueError(f"row {n} has {len(row)} values for {width} columns")
-            chunk.append(f'<row r="{n}">{cells(n, row, letters, styles)}</row>')
+            parts.append(f'<row r="{n}">{cells(n, row, letters, styles)}</row>')
             n += 1
-            if len(chunk) == FLUSH_ROWS:
-                out.write("".join(chunk).encode())
-                chunk.clear()
-        out.write("".join(chunk).encode())
-        return n
+        return "".join(parts)
+
+    def _uniform_rows(self, n: int, chunk: list, letters: list[str], styles: list[str]) -> str | None:
+        """Rows whose every column holds one type (float, int, date, shared string, or only None), column by
+        column: the values are converted a column at a time and the XML made by one `%` over a template of the
+        whole chunk, so no Python code runs per cell (the writer's time per row was most of a small report's
+        fixed cost). The cells are byte for byte those `_cells` writes. Rows up to the last one with a string new
+        to the shared table go to `_any_rows` (which adds them in its order). None when the rows are not uniform
+        (then `_any_rows` writes them, and raises for what is wrong)."""
+        size, width = len(chunk), len(letters)
+        if n + size - 1 > MAX_ROWS or set(map(len, chunk)) != {width}:
+            return None
+        numbers = list(map(str, range(n, n + size)))  # each row's number as text, once for all its cells
+        kinds, args, floats, new_until = [], [numbers], False, 0
+        for letter, style, column in zip(letters, styles, zip(*chunk, strict=True), strict=True):
+            types = set(map(type, column))
+            if len(types) != 1:
+                return None
+            kind = types.pop()
+            if kind is float:
+                if not all(map(math.isfinite, column)):
+                    return None
+                values, cell, floats = column, f'<c r="{letter}%s"{style}><v>%r</v></c>', True
+            elif kind is int:
+                values, cell = column, f'<c r="{letter}%s"{style}><v>%d</v></c>'
+            elif kind is str:
+                values, cell = list(map(self.strings.get, column)), f'<c r="{letter}%s"{style} t="s"><v>%d</v></c>'
+                if None in values and len(self.strings) >= SHARED_STRINGS_MAX:
+                    return None  # some will be written inline: cell by cell
+                if None in values:  # up to the row where the last string new to the table first appears
+                    new_until = max(new_until, *(column.index(v) + 1 for v in set(column) - self.strings.keys()))
+            elif kind is date:
+                values, cell = self._serials(column), f'<c r="{letter}%s"{style}><v>%s</v></c>'
+            elif kind is type(None):
+                kinds.append("")
+                continue
+            else:
+                return None
+            kinds.append(cell)
+            args += (numbers, values)
+        if new_until:  # `_any_rows` adds new strings in its order (row by row), then the rest come here again
+            head, rest = chunk[:new_until], chunk[new_until:]
+            text = self._any_rows(n, head, letters, styles)
+            if rest:
+                n += new_until
+                text += self._uniform_rows(n, rest, letters, styles) or self._any_rows(n, rest, letters, styles)
+            return text
+        key = (tuple(kinds), size)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) > 64:
+                self._templates.clear()
+            template = self._templates[key] = ('<row r="%s">' + "".join(kinds) + "</row>") * size
+        text = template % tuple(chain.from_iterable(zip(*args, strict=True)))
+        # 205.0 as 205, as `_cells` writes it: only a float's repr can end in ".0" right before "</v>"
+        return text.replace(".0</v>", "</v>") if floats else text
+
+    def _serials(self, column) -> list[int]:
+        """Excel's numbers for a column of dates (cached, as in `_cells`)."""
+        dates = self.dates
+        serials = list(map(dates.get, column))
+        if None in serials:
+            for i, serial in enumerate(serials):
+                if serial is None:
+                    value = column[i]
+                    serial = serials[i] = excel_serial(value)
+                    if len(dates) < DATE_CACHE_MAX:
+                        dates[value] = serial
+        return serials
 
     def _cells(self, n: int, row, letters: list[str], styles: list[str]) -> str:
         """One row's cells. The common types come first: this loop is most of the writer's time."""
