@@ -63,10 +63,11 @@ def test_events_are_numbered_from_1_in_one_epoch_and_carry_it(log, user, channel
     assert (position.epoch, position.seq, position.first) == (first["epoch"], 2, 1)
 
 
-def test_the_script_sends_what_live_message_writes(log, user, channel):
+@pytest.mark.parametrize("payload", [{"report_id": "r", "error": 'quote " backslash \\ and \u00e9\n', "rows": None},
+                                     {}], ids=["odd-characters", "empty"])
+def test_the_script_sends_what_live_message_writes(log, user, channel, payload):
     """The publish script writes the live message itself (one round trip): the same text `live_message` makes,
-    odd characters included."""
-    payload = {"report_id": "r", "error": 'quote " backslash \\ and \u00e9\n', "rows": None}
+    odd characters and an empty payload included."""
     sent = log.publish(user, EVENT_SUCCEEDED, payload)
     while (message := channel.pubsub.get_message(timeout=5)) is not None:  # other tests share the channel
         if read_live_message(message["data"])[0] == user:

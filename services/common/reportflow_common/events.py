@@ -76,7 +76,9 @@ local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], seq .. '-0', 'event', ARGV[2], 'data', ARGV[6], 'epoch', epoch)
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 if ARGV[5] == '1' then redis.call('SET', KEYS[3], epoch .. ':' .. seq, 'EX', ARGV[4]) end
-redis.call('PUBLISH', ARGV[7], ARGV[8] .. seq .. ', "epoch": "' .. epoch .. '", ' .. string.sub(ARGV[6], 2) .. '}')
+local rest = string.sub(ARGV[6], 2)
+if rest ~= '}' then rest = ', ' .. rest end
+redis.call('PUBLISH', ARGV[7], ARGV[8] .. seq .. ', "epoch": "' .. epoch .. '"' .. rest .. '}')
 return {epoch, seq, 1}
 """
 
