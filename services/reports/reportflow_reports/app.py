@@ -9,6 +9,7 @@ from celery import Celery
 from flask import Flask
 from prometheus_client import Counter
 from redis import Redis, RedisError
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
@@ -78,6 +79,7 @@ class ReportsContext:
     celery: Celery
     events: EventLog
     metrics: ReportsMetrics
+    reads: Engine  # the same pool in AUTOCOMMIT: single statements, one round trip each (see records.py)
 
 
 def create_app(settings: Settings) -> Flask:
@@ -94,7 +96,8 @@ def create_app(settings: Settings) -> Flask:
             redis_client(settings, settings.effective_broker_url, socket_timeout=2, socket_connect_timeout=2)))
     app = Flask("reportflow_reports")
     app.extensions["reportflow"] = ReportsContext(settings, make_session_factory(engine), redis, storage, celery,
-                                                  events, reports_metrics())
+                                                  events, reports_metrics(),
+                                                  engine.execution_options(isolation_level="AUTOCOMMIT"))
     init_web(app, "reports", {"postgres": lambda: ping(engine), "redis": redis.ping, "storage": storage.ping},
              settings.trusted_proxy_hops)
     init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)

@@ -31,8 +31,8 @@ def _caller() -> str:
     return user_id
 
 
-def _owned_or_404(report_id: str):
-    report = records.get_owned(_ctx().sessions, _caller(), validation.parse_report_id(report_id))
+def _owned_or_404(report_id: str, position_order: str | None = None):
+    report = records.get_owned(_ctx().reads, _caller(), validation.parse_report_id(report_id), position_order)
     if report is None:
         raise not_found("No such report.")
     report_id_var.set(str(report.id))
@@ -42,7 +42,7 @@ def _owned_or_404(report_id: str):
 def _as_json(reports: list) -> list[dict]:
     """Report objects, each queued one with its place in the run order (the order the worker claims in)."""
     ctx = _ctx()
-    positions = queue_positions(ctx.sessions, ctx.settings.job_order, [r.id for r in reports if r.status == c.QUEUED])
+    positions = queue_positions(ctx.reads, ctx.settings.job_order, [r.id for r in reports if r.status == c.QUEUED])
     return [records.report_json(r, positions.get(r.id)) for r in reports]
 
 
@@ -63,10 +63,11 @@ def create():
     earlier = records.earlier_answer(ctx.sessions, user_id, key, fingerprint)
     if earlier is not None:  # a retried request: answer it again, whatever the active-job limit
         return _created(earlier, 200)
-    if records.count_active(ctx.sessions, user_id) >= ctx.settings.max_active_reports_per_user:
+    report, created = records.create_report(ctx.sessions, ctx.reads, user_id, report_type, params, key, fingerprint,
+                                            ctx.settings.max_active_reports_per_user)
+    if report is None:
         raise Problem(429, c.RATE_LIMITED, "Too many reports are queued or running; wait for one to finish.",
                       headers={"Retry-After": "10"})
-    report, created = records.create_report(ctx.sessions, user_id, report_type, params, key, fingerprint)
     if not created:
         return _created(report, 200)
     report_id_var.set(str(report.id))
@@ -94,7 +95,8 @@ def list_reports():
 @bp.get("/v1/reports/<report_id>")
 @jwt_required()
 def get_report(report_id: str):
-    return jsonify(_as_json([_owned_or_404(report_id)])[0])
+    report = _owned_or_404(report_id, _ctx().settings.job_order)  # read with its queue_position, one statement
+    return jsonify(records.report_json(report, report.queue_position))
 
 
 @bp.get("/v1/reports/<report_id>/download")
