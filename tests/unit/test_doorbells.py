@@ -39,7 +39,7 @@ class Celery:
     def producer_or_acquire(self):
         yield Producer(self.batch_fails)
 
-    def send_task(self, name, args, queue, producer=None):
+    def send_task(self, name, args, queue, producer=None, **_options):
         self.sent.append((name, args, queue, producer is not None))
         if self.send_fails and producer is None:
             raise ConnectionError("broker unreachable")
