@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
 from reportflow_common.api import openapi_blueprint
-from reportflow_common.db import engine_for, make_session_factory, ping
+from reportflow_common.db import engines_for, make_session_factory, ping
 from reportflow_common.events import EventLog
 from reportflow_common.metrics import register_scrape_collector
 from reportflow_common.queue import make_celery
@@ -79,13 +79,13 @@ class ReportsContext:
     celery: Celery
     events: EventLog
     metrics: ReportsMetrics
-    reads: Engine  # the same pool in AUTOCOMMIT: single statements, one round trip each (see records.py)
+    reads: Engine  # AUTOCOMMIT: single statements, one round trip each (db.engines_for, records.py)
 
 
 def create_app(settings: Settings) -> Flask:
     from .routes import bp
 
-    engine = engine_for(settings)
+    engine, single_statements = engines_for(settings)
     redis = redis_client(settings)
     storage = make_storage(settings)
     celery = make_celery(settings, "reportflow-reports")
@@ -97,7 +97,7 @@ def create_app(settings: Settings) -> Flask:
     app = Flask("reportflow_reports")
     app.extensions["reportflow"] = ReportsContext(settings, make_session_factory(engine), redis, storage, celery,
                                                   events, reports_metrics(),
-                                                  engine.execution_options(isolation_level="AUTOCOMMIT"))
+                                                  single_statements)
     init_web(app, "reports", {"postgres": lambda: ping(engine), "redis": redis.ping, "storage": storage.ping},
              settings.trusted_proxy_hops)
     init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)
