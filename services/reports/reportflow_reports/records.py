@@ -5,11 +5,10 @@ import functools
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import Row, Select, and_, bindparam, func, insert, literal_column, or_, select, update
+from sqlalchemy import Insert, Row, Select, and_, bindparam, func, insert, literal_column, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.dml import ReturningInsert
 
 from reportflow_common import contracts as c
 from reportflow_common.db import Report, transaction, utcnow
@@ -38,7 +37,7 @@ def _owned_statement(order: str | None) -> Select:
 
 
 @functools.cache
-def _create_statement() -> ReturningInsert:
+def _create_statement() -> Insert:
     """Insert a queued report only while its user has fewer than `max_active` queued or running ones: the
     count and the insert in one statement (no row back means the limit was reached)."""
     active = select(func.count()).select_from(REPORTS).where(
