@@ -29,3 +29,24 @@ def test_a_connection_killed_while_idle_is_replaced_before_use(engine, infra, mo
     monkeypatch.setattr(db.time, "monotonic", lambda real=db.time.monotonic: real() + 2 * db.PING_AFTER_IDLE_SECONDS)
     second = backend_pid(engine)  # no OperationalError: the idle connection was pinged, found dead, replaced
     assert second != first
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 10])
+def test_the_reports_pools_share_database_pool_size_one_of_them_in_autocommit(infra, size):
+    from reportflow_common.settings import REPORTS, load_settings
+
+    settings = load_settings(REPORTS, infra.base_env(DATABASE_POOL_SIZE=str(size), JWKS_URL="http://127.0.0.1:9/jwks"))
+    transactions, single_statements = db.engines_for(settings)
+    try:
+        pools = {id(engine.pool): engine.pool.size() for engine in (transactions, single_statements)}
+        assert sum(pools.values()) == size
+        with single_statements.connect() as conn:
+            assert conn.connection.dbapi_connection.autocommit is True
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            assert conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND state = 'active' "
+                                     "AND xact_start = query_start"), {"pid": pid}).scalar_one() == 1
+        with transactions.connect() as conn:
+            assert conn.connection.dbapi_connection.autocommit is False
+    finally:
+        transactions.dispose()
+        single_statements.dispose()

@@ -181,6 +181,33 @@ def test_nothing_is_stored_or_queued_for_a_refused_request(reports, alice, broke
     assert len(enqueued_report_ids(broker)) == before
 
 
+def test_the_doorbells_rung_together_are_the_messages_rung_one_by_one(reports_app, broker):
+    """ring_doorbells (one kombu batch, as POST sends a small report's two) leaves in each queue the same
+    message as ring_doorbell does, but for its own task and delivery ids."""
+    from reportflow_common.queue import ring_doorbell, ring_doorbells
+
+    celery = reports_app.extensions["reportflow"].celery
+    queues = (c.REPORTS_QUEUE, c.LANE_QUEUE)
+
+    def sent(ring) -> list[dict]:
+        for queue in queues:
+            broker.delete(queue)
+        ring()
+        messages = [json.loads(broker.lpop(queue)) for queue in queues]
+        assert all(broker.llen(queue) == 0 for queue in queues)
+        for message in messages:  # what differs between any two messages
+            for name in ("id", "root_id"):
+                message["headers"].pop(name)
+            message["properties"].pop("correlation_id")
+            message["properties"].pop("delivery_tag")
+        return messages
+
+    one_by_one = sent(lambda: [ring_doorbell(celery, "r1", queue) for queue in queues])
+    together = sent(lambda: ring_doorbells(celery, "r1", queues))
+    assert together == one_by_one
+    assert [m["properties"]["delivery_info"]["routing_key"] for m in together] == list(queues)
+
+
 # Reading
 
 def test_get_one_report(reports, alice):

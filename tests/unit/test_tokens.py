@@ -62,3 +62,94 @@ def test_type_and_jti_must_be_meaningful(change):
     with pytest.raises(jwt.InvalidTokenError):
         check_claims_present({**CLAIMS, **change})
     check_claims_present({**CLAIMS, "type": "refresh"})
+
+
+# access_token_required: verified tokens remembered, the deny-list and the key asked every time
+
+class DenyList:
+    """Stands in for Redis: the deny-list keys `revoke` sets, and how often they were asked about."""
+
+    def __init__(self):
+        self.revoked, self.asked = set(), 0
+
+    def exists(self, *keys):
+        self.asked += 1
+        return sum(key in self.revoked for key in keys)
+
+
+@pytest.fixture()
+def guarded():
+    """A Flask app verifying with `keys` (kid -> public key, changeable), one view behind access_token_required."""
+    import flask
+
+    from reportflow_common.tokens import access_token_required, current_claims, init_jwt, revoked_jti_key
+
+    private = Ed25519PrivateKey.generate()
+    keys = {"k1": private.public_key()}
+    deny = DenyList()
+    app = flask.Flask("guarded")
+
+    def key_for(kid):  # as JwksKeys: an unknown kid is an invalid token
+        if kid not in keys:
+            raise jwt.InvalidTokenError("unknown kid")
+        return keys[kid]
+
+    init_jwt(app, deny, "reportflow", key_for=key_for)
+
+    @app.get("/me")
+    @access_token_required
+    def me():
+        return {"sub": current_claims()["sub"]}
+
+    def token(lifetime: int = 300, **claims) -> dict:
+        import time
+        import uuid
+        now = int(time.time())
+        body = {"sub": "u1", "jti": uuid.uuid4().hex, "type": "access", "iat": now, "nbf": now, "exp": now + lifetime,
+                "iss": "reportflow", **claims}
+        return {"Authorization": "Bearer " + jwt.encode(body, private, algorithm="EdDSA", headers={"kid": "k1"}),
+                "jti": body["jti"]}
+
+    def get(headers):
+        return app.test_client().get("/me", headers={"Authorization": headers["Authorization"]})
+
+    def revoke(headers):
+        deny.revoked.add(revoked_jti_key(headers["jti"]))
+
+    return type("Guarded", (), {"keys": keys, "deny": deny, "token": staticmethod(token), "get": staticmethod(get),
+                                "revoke": staticmethod(revoke)})
+
+
+def test_a_remembered_token_is_refused_once_revoked_the_deny_list_being_asked_every_time(guarded):
+    headers = guarded.token()
+    for n in range(1, 4):
+        r = guarded.get(headers)
+        assert r.status_code == 200 and r.get_json() == {"sub": "u1"}
+        assert guarded.deny.asked == n
+    guarded.revoke(headers)
+    r = guarded.get(headers)
+    assert r.status_code == 401 and r.get_json()["detail"] == "The token has been revoked."
+
+
+def test_a_remembered_token_is_verified_again_when_its_key_changes(guarded):
+    headers = guarded.token()
+    assert guarded.get(headers).status_code == 200
+    guarded.keys["k1"] = Ed25519PrivateKey.generate().public_key()  # e.g. the JWKS now says another key
+    assert guarded.get(headers).status_code == 401
+    del guarded.keys["k1"]  # the key removed from the JWKS
+    assert guarded.get(headers).status_code == 401
+
+
+def test_a_remembered_token_is_refused_once_it_expires(guarded):
+    from support.waiting import wait_until
+    headers = guarded.token(lifetime=1)
+    assert guarded.get(headers).status_code == 200
+    wait_until(lambda: guarded.get(headers).status_code == 401, 10, "the remembered token to expire")
+    r = guarded.get(headers)
+    assert r.status_code == 401 and r.get_json()["detail"] == "The token has expired."
+
+
+def test_a_refresh_token_is_not_remembered_as_an_access_token(guarded):
+    headers = guarded.token(type="refresh")
+    assert guarded.get(headers).status_code == 401
+    assert guarded.get(headers).status_code == 401

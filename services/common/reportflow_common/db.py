@@ -120,12 +120,27 @@ def sqlalchemy_url(url: str) -> str:
 PING_AFTER_IDLE_SECONDS = 1.0
 
 
-def engine_for(settings: Settings, **kwargs) -> Engine:
-    """The engine of a service process: at most DATABASE_POOL_SIZE connections, and a request finding them all
-    busy waits DATABASE_POOL_TIMEOUT_SECONDS for one (then 503) rather than opening more than PostgreSQL
-    was sized for."""
-    return make_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=0,
+def engine_for(settings: Settings, *, pool_size: int | None = None, **kwargs) -> Engine:
+    """The engine of a service process: at most DATABASE_POOL_SIZE connections (or `pool_size`, a share of
+    them), and a request finding them all busy waits DATABASE_POOL_TIMEOUT_SECONDS for one (then 503) rather
+    than opening more than PostgreSQL was sized for."""
+    return make_engine(settings.database_url, pool_size=pool_size or settings.database_pool_size, max_overflow=0,
                        pool_timeout=settings.database_pool_timeout_seconds, **kwargs)
+
+
+def engines_for(settings: Settings) -> tuple[Engine, Engine]:
+    """(transactions, single statements): DATABASE_POOL_SIZE shared between a pool for transactions (sessions)
+    and one whose connections stay in AUTOCOMMIT, for hot paths that are one statement: each is then one round
+    trip, with no BEGIN, no COMMIT or ROLLBACK, and no isolation level switched per checkout (which an
+    `execution_options(isolation_level=...)` on a shared pool costs, in both processes, on every use). With a
+    pool of one connection the two share it that way."""
+    size = settings.database_pool_size
+    if size < 2:
+        engine = engine_for(settings)
+        return engine, engine.execution_options(isolation_level="AUTOCOMMIT")
+    single = (size + 1) // 2
+    return engine_for(settings, pool_size=size - single), engine_for(settings, pool_size=single,
+                                                                      isolation_level="AUTOCOMMIT")
 
 
 def make_engine(url: str, **kwargs) -> Engine:

@@ -48,3 +48,22 @@ def ring_doorbell(celery: Celery, report_id: str, queue: str = REPORTS_QUEUE) ->
     whatever is next), or with `LANE_QUEUE` the reserved lane that there is a small one. Raises when the broker
     cannot be reached."""
     celery.send_task(BUILD_REPORT_TASK, args=[str(report_id)], queue=queue)
+
+
+def ring_doorbells(celery: Celery, report_id: str, queues: tuple[str, ...]) -> None:
+    """`ring_doorbell` on each of `queues` (the main queue and the lane, for a small job), the messages sent
+    together: one producer, one Redis client and one round trip (kombu's `Producer.batch`) instead of one of
+    each per message. A batch is flushed once, without kombu's retry, so if it fails the messages go out one by
+    one with the retry policy (a message sent twice only rings twice: the worker claims from PostgreSQL).
+    Within the batch a publish only buffers, so it needs no retry; nor a declaration: Celery publishes to a
+    direct queue through the nameless exchange, which kombu's Redis transport delivers straight to the queue's
+    list (the worker declares its queues). The messages are those `ring_doorbell` sends. Raises when the broker
+    cannot be reached."""
+    try:
+        with celery.producer_or_acquire() as producer, producer.batch():
+            for queue in queues:
+                celery.send_task(BUILD_REPORT_TASK, args=[str(report_id)], queue=queue, producer=producer,
+                                 declare=[], retry=False)
+    except Exception:  # noqa: BLE001 - any failure of the batch: the unbatched path decides (and raises)
+        for queue in queues:
+            ring_doorbell(celery, report_id, queue)

@@ -11,9 +11,12 @@ The reserved lane (LANE_MAX_CELLS) claims in the same order among small jobs onl
 """
 from __future__ import annotations
 
+import functools
 import uuid
 
-from sqlalchemy import BigInteger, Select, case, cast, func, select
+from sqlalchemy import BigInteger, ColumnElement, Select, Subquery, any_, bindparam, case, cast, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import contracts as c
@@ -68,12 +71,40 @@ def runnable_jobs(order: str = FAIR) -> Select:
     return runnable.order_by(*keys)
 
 
-def queue_positions(sessions: sessionmaker[Session], order: str, report_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """The 1-based place of each of these queued reports in the run order (absent: not runnable)."""
+@functools.cache
+def _ranked(order: str) -> Subquery:
+    """Every runnable job's 1-based `place` in the run order. Built once per order (per process): building and
+    hashing this statement anew cost more CPU than the query itself."""
+    runnable, keys = _run_order(order)
+    return runnable.add_columns(func.row_number().over(order_by=keys).label("place")).subquery("ranked")
+
+
+@functools.cache
+def _positions_statement(order: str) -> Select:
+    ranked = _ranked(order)
+    ids = cast(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))), ARRAY(UUID(as_uuid=True)))
+    return select(ranked.c.id, ranked.c.place).where(ranked.c.id == any_(ids))
+
+
+def queue_positions(bind: Engine | Connection | sessionmaker[Session], order: str,
+                    report_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The 1-based place of each of these queued reports in the run order (absent: not runnable). `bind`: an
+    engine (the reports service passes its AUTOCOMMIT one: one round trip), a connection or a session factory."""
     if not report_ids:
         return {}
-    runnable, keys = _run_order(order)
-    ranked = runnable.add_columns(func.row_number().over(order_by=keys).label("place")).subquery("ranked")
-    with sessions() as s:
-        rows = s.execute(select(ranked.c.id, ranked.c.place).where(ranked.c.id.in_(report_ids))).all()
+    statement, params = _positions_statement(order), {"ids": report_ids}
+    if isinstance(bind, Connection):
+        rows = bind.execute(statement, params).all()
+    else:
+        with bind.connect() if isinstance(bind, Engine) else bind() as conn:
+            rows = conn.execute(statement, params).all()
     return {report_id: place for report_id, place in rows}
+
+
+def queue_position_of(order: str, report_id: ColumnElement) -> ColumnElement:
+    """A column for a SELECT of reports: the place of the report `report_id` in the run order when it is
+    queued, else NULL; PostgreSQL ranks the queue only for a queued report (so one statement reads a report
+    and its place)."""
+    ranked = _ranked(order)
+    place = select(ranked.c.place).where(ranked.c.id == report_id).scalar_subquery()
+    return case((Report.__table__.c.status == c.QUEUED, place), else_=None)

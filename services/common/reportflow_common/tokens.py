@@ -9,13 +9,16 @@ notifier process ends the open sockets of that login at once (docs/events.md).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+import threading
 import time
+from collections import OrderedDict
 
 import jwt
-from flask import Flask
-from flask_jwt_extended import JWTManager
+from flask import Flask, current_app, g, request
+from flask_jwt_extended import JWTManager, get_jwt, get_jwt_header, verify_jwt_in_request
 from flask_jwt_extended import exceptions as jwt_ext_errors
 from jwt import exceptions as jwt_errors
 from redis import Redis
@@ -125,14 +128,89 @@ def init_jwt(app: Flask, redis: Redis, issuer: str, *, key_for=None, private_key
     )
     manager = JWTManager(app)
 
+    def key_of(kid: str | None):
+        return key_for(kid) if key_for is not None else app.config["JWT_PUBLIC_KEY"]
+
     @manager.decode_key_loader
     def _verification_key(header: dict, unverified_claims: dict):
         check_claims_present(unverified_claims)
-        return key_for(header.get("kid")) if key_for is not None else app.config["JWT_PUBLIC_KEY"]
+        g.reportflow_token_key = key = key_of(header.get("kid"))  # what VerifiedTokens remembers
+        return key
 
     manager.token_in_blocklist_loader(lambda _header, payload: is_revoked(redis, payload))
+    app.extensions["reportflow_tokens"] = VerifiedTokens(redis, key_of)
     _problem_errors(app)
     return manager
+
+
+class VerifiedTokens:
+    """The access tokens this process has verified, by their whole Authorization header, until they expire
+    (at most `maxsize`, the least recently used dropped): decoding and checking an EdDSA token through
+    flask-jwt-extended costs more than the rest of a small request. A token found here is still refused once
+    it expires, once its key is no longer the one it was verified with (a key removed from the JWKS, or the
+    JWKS refetched: then it is verified again in full), and once it is revoked: the deny-list is asked on
+    every request, so a logout still works at once. Used by `access_token_required`."""
+
+    def __init__(self, redis: Redis, key_of, maxsize: int = 4096):
+        self.redis, self.key_of, self.maxsize = redis, key_of, maxsize
+        self._entries: OrderedDict[str, tuple[dict, str | None, object]] = OrderedDict()  # claims, kid, key
+        self._lock = threading.Lock()
+
+    def _known(self, header: str) -> dict | None:
+        with self._lock:
+            entry = self._entries.get(header)
+            if entry is not None:
+                self._entries.move_to_end(header)
+        if entry is None:
+            return None
+        claims, kid, key = entry
+        try:
+            current_key = self.key_of(kid)
+        except Exception:  # noqa: BLE001 - the key cannot be had now: the full verification says why
+            current_key = None
+        if claims["exp"] <= time.time() or current_key is not key:
+            with self._lock:
+                self._entries.pop(header, None)
+            return None
+        return claims
+
+    def _remember(self, header: str, claims: dict, kid: str | None, key) -> None:
+        with self._lock:
+            self._entries[header] = (claims, kid, key)
+            self._entries.move_to_end(header)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+
+    def verify_request(self) -> dict:
+        """The claims of the request's valid, unrevoked access token; raises what flask-jwt-extended raises
+        (401 problems through the app's handlers) otherwise."""
+        header = request.headers.get("Authorization")
+        claims = self._known(header) if header else None
+        if claims is None:
+            g.pop("reportflow_token_key", None)
+            verify_jwt_in_request()  # signature, issuer, claims, type "access", deny-list
+            claims = get_jwt()
+            key = g.pop("reportflow_token_key", None)
+            if key is not None and isinstance(claims.get("exp"), int | float):
+                self._remember(header, claims, get_jwt_header().get("kid"), key)
+        elif is_revoked(self.redis, claims):
+            raise jwt_ext_errors.RevokedTokenError({}, claims)
+        return claims
+
+
+def access_token_required(view):
+    """Like flask-jwt-extended's `jwt_required()`, with already verified tokens remembered (`VerifiedTokens`);
+    the view reads the claims with `current_claims()`."""
+    @functools.wraps(view)
+    def checked(*args, **kwargs):
+        g.reportflow_claims = current_app.extensions["reportflow_tokens"].verify_request()
+        return view(*args, **kwargs)
+    return checked
+
+
+def current_claims() -> dict:
+    """The claims of the access token `access_token_required` accepted for this request."""
+    return g.reportflow_claims
 
 
 def verify_access_token(redis: Redis, token: str | None) -> dict:

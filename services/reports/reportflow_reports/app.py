@@ -9,11 +9,12 @@ from celery import Celery
 from flask import Flask
 from prometheus_client import Counter
 from redis import Redis, RedisError
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
 from reportflow_common.api import openapi_blueprint
-from reportflow_common.db import engine_for, make_session_factory, ping
+from reportflow_common.db import engines_for, make_session_factory, ping
 from reportflow_common.events import EventLog
 from reportflow_common.metrics import register_scrape_collector
 from reportflow_common.queue import make_celery
@@ -78,12 +79,13 @@ class ReportsContext:
     celery: Celery
     events: EventLog
     metrics: ReportsMetrics
+    reads: Engine  # AUTOCOMMIT: single statements, one round trip each (db.engines_for, records.py)
 
 
 def create_app(settings: Settings) -> Flask:
     from .routes import bp
 
-    engine = engine_for(settings)
+    engine, single_statements = engines_for(settings)
     redis = redis_client(settings)
     storage = make_storage(settings)
     celery = make_celery(settings, "reportflow-reports")
@@ -94,7 +96,8 @@ def create_app(settings: Settings) -> Flask:
             redis_client(settings, settings.effective_broker_url, socket_timeout=2, socket_connect_timeout=2)))
     app = Flask("reportflow_reports")
     app.extensions["reportflow"] = ReportsContext(settings, make_session_factory(engine), redis, storage, celery,
-                                                  events, reports_metrics())
+                                                  events, reports_metrics(),
+                                                  single_statements)
     init_web(app, "reports", {"postgres": lambda: ping(engine), "redis": redis.ping, "storage": storage.ping},
              settings.trusted_proxy_hops)
     init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)

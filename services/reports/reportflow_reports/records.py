@@ -1,10 +1,12 @@
 """Report rows as the API sees them: create, look up (always by owner), list, cancel and delete."""
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Insert, Row, Select, and_, bindparam, func, insert, literal_column, or_, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -12,6 +14,39 @@ from reportflow_common import contracts as c
 from reportflow_common.db import Report, transaction, utcnow
 from reportflow_common.outbox import PendingEvent, add_terminal_event
 from reportflow_common.problems import Problem
+from reportflow_common.scheduling import queue_position_of
+
+# The hot paths (GET and POST of one report) are Core statements built once per process and run on an
+# AUTOCOMMIT connection: one round trip each (no BEGIN, no ROLLBACK or COMMIT of their own), and no ORM
+# identity map. They return rows with the same attributes as a Report (`row.status`, `row.params`, ...).
+REPORTS = Report.__table__
+
+
+def _active_statuses():
+    """`status IN ('queued', 'running')` written out, as the partial index ix_reports_user_active is, instead
+    of a parameter list SQLAlchemy expands at every execution."""
+    assert all(status.isidentifier() for status in c.ACTIVE_STATUSES)
+    return REPORTS.c.status.in_([literal_column(f"'{status}'") for status in c.ACTIVE_STATUSES])
+
+
+@functools.cache
+def _owned_statement(order: str | None) -> Select:
+    """One report of one user; with `order`, also its `queue_position` in that run order."""
+    columns = [REPORTS] if order is None else [REPORTS, queue_position_of(order, REPORTS.c.id).label("queue_position")]
+    return select(*columns).where(REPORTS.c.id == bindparam("id"), REPORTS.c.user_id == bindparam("user_id"))
+
+
+@functools.cache
+def _create_statement() -> Insert:
+    """Insert a queued report only while its user has fewer than `max_active` queued or running ones: the
+    count and the insert in one statement (no row back means the limit was reached)."""
+    active = select(func.count()).select_from(REPORTS).where(
+        REPORTS.c.user_id == bindparam("user_id"), _active_statuses()).scalar_subquery()
+    names = ("id", "user_id", "type", "params", "status", "progress", "created_at", "rung_at", "idempotency_key",
+             "request_hash")
+    values = select(*(bindparam(name, type_=REPORTS.c[name].type) for name in names)).where(
+        active < bindparam("max_active"))
+    return insert(REPORTS).from_select(list(names), values).returning(*REPORTS.c)
 
 
 def report_json(r: Report, queue_position: int | None = None) -> dict:
@@ -40,18 +75,15 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def get_owned(sessions: sessionmaker[Session], user_id: str, report_id: uuid.UUID | None) -> Report | None:
-    """The caller's report, or None: another user's report is indistinguishable from a missing one."""
+def get_owned(reads: Engine, user_id: str, report_id: uuid.UUID | None,
+              position_order: str | None = None) -> Row | None:
+    """The caller's report (a row with a Report's attributes), or None: another user's report is
+    indistinguishable from a missing one. With `position_order` the row also has `queue_position`.
+    `reads` is an AUTOCOMMIT engine."""
     if report_id is None:
         return None
-    with sessions() as s:
-        return s.scalar(select(Report).where(Report.id == report_id, Report.user_id == uuid.UUID(user_id)))
-
-
-def count_active(sessions: sessionmaker[Session], user_id: str) -> int:
-    with sessions() as s:
-        return s.scalar(select(func.count()).select_from(Report).where(
-            Report.user_id == uuid.UUID(user_id), Report.status.in_(c.ACTIVE_STATUSES)))
+    with reads.connect() as conn:
+        return conn.execute(_owned_statement(position_order), {"id": report_id, "user_id": uuid.UUID(user_id)}).first()
 
 
 def find_idempotent(sessions: sessionmaker[Session], user_id: str, key: str) -> Report | None:
@@ -69,11 +101,13 @@ def earlier_answer(sessions: sessionmaker[Session], user_id: str, key: str | Non
     return earlier
 
 
-def create_report(sessions: sessionmaker[Session], user_id: str, report_type: str, params: dict,
-                  idempotency_key: str | None, fingerprint: str) -> tuple[Report, bool]:
-    """Insert a queued report and commit; (report, created). Losing a race for the same Idempotency-Key
-    returns the winner's report (created=False). `rung_at` says its doorbell is being rung now: if that
-    fails, or this process dies first, the worker's reconciler rings for it later."""
+def create_report(sessions: sessionmaker[Session], reads: Engine, user_id: str, report_type: str, params: dict,
+                  idempotency_key: str | None, fingerprint: str, max_active: int) -> tuple[Report | Row | None, bool]:
+    """Insert a queued report, committed, unless the user already has `max_active` queued or running ones;
+    (report, created), (None, False) at the limit. Losing a race for the same Idempotency-Key returns the
+    winner's report (created=False). `rung_at` says its doorbell is being rung now: if that fails, or this
+    process dies first, the worker's reconciler rings for it later. `reads` is an AUTOCOMMIT engine: the
+    insert is one statement, its own transaction."""
     uid = uuid.UUID(user_id)
     if idempotency_key:
         with transaction(sessions) as s:  # a key older than the window is free again
@@ -82,17 +116,18 @@ def create_report(sessions: sessionmaker[Session], user_id: str, report_type: st
                 Report.created_at <= utcnow() - timedelta(seconds=c.IDEMPOTENCY_WINDOW_SECONDS),
             ).values(idempotency_key=None))
     now = utcnow()
-    report = Report(id=uuid.uuid4(), user_id=uid, type=report_type, params=params, status=c.QUEUED, progress=0.0,
-                    created_at=now, rung_at=now, idempotency_key=idempotency_key, request_hash=fingerprint)
     try:
-        with transaction(sessions) as s:
-            s.add(report)
+        with reads.connect() as conn:
+            report = conn.execute(_create_statement(), {
+                "id": uuid.uuid4(), "user_id": uid, "type": report_type, "params": params, "status": c.QUEUED,
+                "progress": 0.0, "created_at": now, "rung_at": now, "idempotency_key": idempotency_key,
+                "request_hash": fingerprint, "max_active": max_active}).first()
     except IntegrityError:
         winner = earlier_answer(sessions, user_id, idempotency_key, fingerprint)
         if winner is None:
             raise
         return winner, False
-    return report, True
+    return report, report is not None
 
 
 def list_reports(sessions: sessionmaker[Session], user_id: str, status: str | None, limit: int,

@@ -4,15 +4,15 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
-from flask_jwt_extended import get_jwt, jwt_required
 
 from reportflow_common import contracts as c
 from reportflow_common.logs import report_id_var, user_id_var
 from reportflow_common.outbox import OutboxPublisher
 from reportflow_common.problems import Problem, not_found
-from reportflow_common.queue import ring_doorbell
+from reportflow_common.queue import ring_doorbells
 from reportflow_common.scheduling import SMALL, queue_positions, size_class
 from reportflow_common.storage import LocalStorage
+from reportflow_common.tokens import access_token_required, current_claims
 from reportflow_common.web import json_body
 
 from . import records, validation
@@ -26,13 +26,13 @@ def _ctx():
 
 
 def _caller() -> str:
-    user_id = get_jwt()["sub"]
+    user_id = current_claims()["sub"]
     user_id_var.set(user_id)
     return user_id
 
 
-def _owned_or_404(report_id: str):
-    report = records.get_owned(_ctx().sessions, _caller(), validation.parse_report_id(report_id))
+def _owned_or_404(report_id: str, position_order: str | None = None):
+    report = records.get_owned(_ctx().reads, _caller(), validation.parse_report_id(report_id), position_order)
     if report is None:
         raise not_found("No such report.")
     report_id_var.set(str(report.id))
@@ -42,7 +42,7 @@ def _owned_or_404(report_id: str):
 def _as_json(reports: list) -> list[dict]:
     """Report objects, each queued one with its place in the run order (the order the worker claims in)."""
     ctx = _ctx()
-    positions = queue_positions(ctx.sessions, ctx.settings.job_order, [r.id for r in reports if r.status == c.QUEUED])
+    positions = queue_positions(ctx.reads, ctx.settings.job_order, [r.id for r in reports if r.status == c.QUEUED])
     return [records.report_json(r, positions.get(r.id)) for r in reports]
 
 
@@ -54,7 +54,7 @@ def _created(report, status: int, body: dict | None = None):
 
 
 @bp.post("/v1/reports")
-@jwt_required()
+@access_token_required
 def create():
     ctx, user_id = _ctx(), _caller()
     report_type, params = validation.validate_new_report(json_body())
@@ -63,18 +63,18 @@ def create():
     earlier = records.earlier_answer(ctx.sessions, user_id, key, fingerprint)
     if earlier is not None:  # a retried request: answer it again, whatever the active-job limit
         return _created(earlier, 200)
-    if records.count_active(ctx.sessions, user_id) >= ctx.settings.max_active_reports_per_user:
+    report, created = records.create_report(ctx.sessions, ctx.reads, user_id, report_type, params, key, fingerprint,
+                                            ctx.settings.max_active_reports_per_user)
+    if report is None:
         raise Problem(429, c.RATE_LIMITED, "Too many reports are queued or running; wait for one to finish.",
                       headers={"Retry-After": "10"})
-    report, created = records.create_report(ctx.sessions, user_id, report_type, params, key, fingerprint)
     if not created:
         return _created(report, 200)
     report_id_var.set(str(report.id))
     body = _as_json([report])[0]  # its place before a worker can take it
     try:  # the committed row is the job; the message only wakes a worker up
-        ring_doorbell(ctx.celery, str(report.id))
-        if ctx.settings.lane_max_cells and size_class(report_type, params, ctx.settings.lane_max_cells) == SMALL:
-            ring_doorbell(ctx.celery, str(report.id), queue=c.LANE_QUEUE)
+        small = ctx.settings.lane_max_cells and size_class(report_type, params, ctx.settings.lane_max_cells) == SMALL
+        ring_doorbells(ctx.celery, str(report.id), (c.REPORTS_QUEUE, c.LANE_QUEUE) if small else (c.REPORTS_QUEUE,))
     except Exception as exc:  # the job stays queued: the worker's reconciler rings for it once the broker is back
         log.warning("doorbell not sent; the reconciler will ring", extra={"error": str(exc)})
     ctx.metrics.created.labels(report_type).inc()
@@ -83,7 +83,7 @@ def create():
 
 
 @bp.get("/v1/reports")
-@jwt_required()
+@access_token_required
 def list_reports():
     status, limit, cursor = validation.validate_list_query(request.args)
     rows, next_key = records.list_reports(_ctx().sessions, _caller(), status, limit, cursor)
@@ -92,13 +92,14 @@ def list_reports():
 
 
 @bp.get("/v1/reports/<report_id>")
-@jwt_required()
+@access_token_required
 def get_report(report_id: str):
-    return jsonify(_as_json([_owned_or_404(report_id)])[0])
+    report = _owned_or_404(report_id, _ctx().settings.job_order)  # read with its queue_position, one statement
+    return jsonify(records.report_json(report, report.queue_position))
 
 
 @bp.get("/v1/reports/<report_id>/download")
-@jwt_required()
+@access_token_required
 def download(report_id: str):
     report = _owned_or_404(report_id)
     if records.is_past_retention(report):
@@ -112,7 +113,7 @@ def download(report_id: str):
 
 
 @bp.delete("/v1/reports/<report_id>")
-@jwt_required()
+@access_token_required
 def delete(report_id: str):
     ctx = _ctx()
     report = _owned_or_404(report_id)
