@@ -40,7 +40,7 @@ from reportflow_common.web import init_web
 
 from .delivery import DeliveryGate, LiveDelivery, StalledSockets
 from .page import page_blueprint
-from .polling_guard import guard_polling
+from .polling_guard import guard_polling, upgrades_first
 from .sessions import OpenSockets
 from .subscriber import ChannelSubscriber
 
@@ -143,8 +143,9 @@ def create_app(settings: Settings) -> Flask:
     socketio = SocketIO(app, async_mode="gevent",
                         cors_allowed_origins=settings.allowed_origins or None, transports=settings.transports,
                         ping_interval=20, ping_timeout=20, max_http_buffer_size=16 * 1024)
-    guard_polling(app, socketio)  # every /socket.io request answered in bounded time (see polling_guard)
-    init_web(app, "notifier", {"redis": redis.ping}, settings.trusted_proxy_hops)  # wraps Socket.IO's middleware too
+    guard = guard_polling(app, socketio)  # every /socket.io request answered in bounded time (see polling_guard)
+    init_web(app, "notifier", {"redis": redis.ping}, settings.trusted_proxy_hops,  # wraps Socket.IO's middleware too
+             edge=lambda chain: upgrades_first(chain, guard))  # but WebSockets skip its frames (see there)
     init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)
     app.extensions["reportflow"] = socketio
 
