@@ -220,3 +220,4 @@ def test_a_malformed_websocket_handshake_is_answered(stack, headers, status):
                     f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: localhost\r\n{head}\r\n".encode(),
                     timeout=10)
     assert r.status == status and r.headers["content-type"] == PROBLEM_JSON, r
+    assert r.headers.get("x-request-id"), r  # answered in front of every other layer, with the request id too

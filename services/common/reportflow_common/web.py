@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import types
 import uuid
 from collections.abc import Callable
 
@@ -50,26 +51,55 @@ class RequestIdMiddleware:
         self.app = app
 
     def __call__(self, environ, start_response):
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
-        environ["HTTP_X_REQUEST_ID"] = request_id
+        request_id = take_request_id(environ)
 
         def start(status, headers, exc_info=None):
-            if not any(name.lower() == "x-request-id" for name, _ in headers):
-                headers = [*headers, ("X-Request-ID", request_id)]
-            return start_response(status, headers, exc_info)
+            return start_response(status, with_request_id(headers, request_id), exc_info)
 
         return self.app(environ, start)
 
 
-def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck], proxy_hops: int = 0) -> None:
-    """Bind the cross-cutting behaviour to `app`; `checks` name the dependencies /readyz probes."""
+def take_request_id(environ) -> str:
+    """The request's id: the client's X-Request-ID when it is sane, else a new one, put in `environ`."""
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+    request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+    environ["HTTP_X_REQUEST_ID"] = request_id
+    return request_id
+
+
+def with_request_id(headers: list, request_id: str) -> list:
+    """Response headers with X-Request-ID (unless the app set one)."""
+    if any(name.lower() == "x-request-id" for name, _ in headers):
+        return headers
+    return [*headers, ("X-Request-ID", request_id)]
+
+
+def as_function(wsgi: Callable) -> Callable:
+    """`wsgi` (a middleware object) as its bound `__call__` method, which WSGI servers and middleware call
+    the same way. Why: CPython 3.11 runs a call to a Python function or bound method in the caller's C frame,
+    but a call to an object through its `__call__` in a new, nested one. Under gevent a WebSocket's request
+    greenlet lives as long as the socket, and while it waits its C stack is saved on the heap: each
+    middleware object around Socket.IO added a few KB to every socket (bench/bench_sockets.py)."""
+    if isinstance(wsgi, types.FunctionType | types.MethodType):
+        return wsgi
+    call = wsgi.__call__
+    return call if isinstance(call, types.MethodType) else wsgi
+
+
+def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck], proxy_hops: int = 0,
+             edge: Callable[[Callable], Callable] | None = None) -> None:
+    """Bind the cross-cutting behaviour to `app`; `checks` name the dependencies /readyz probes. `edge`, when
+    given, wraps the request-id and HTTP-guard layers (inside ProxyFix): the notifier's takes WebSocket
+    upgrades out of them, doing what they do in one frame of its own."""
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # Outermost, so they also cover what middleware inside answers on its own (Socket.IO's /socket.io).
-    app.wsgi_app = RequestIdMiddleware(HttpGuard(app.wsgi_app))
+    # Each as a plain function (see `as_function`).
+    app.wsgi_app = as_function(RequestIdMiddleware(as_function(HttpGuard(app.wsgi_app))))
+    if edge is not None:
+        app.wsgi_app = edge(app.wsgi_app)
     if proxy_hops:  # behind the ingress: the client's address and scheme come from its X-Forwarded-* headers
         from werkzeug.middleware.proxy_fix import ProxyFix
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxy_hops, x_proto=proxy_hops)
+        app.wsgi_app = as_function(ProxyFix(app.wsgi_app, x_for=proxy_hops, x_proto=proxy_hops))
     app.json.sort_keys = False
     install_error_handlers(app)
     metrics = http_metrics(service)

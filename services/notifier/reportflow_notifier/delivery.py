@@ -26,7 +26,7 @@ class Admission(NamedTuple):
     catch_up: bool  # the socket is missing events: replay from the log (then it is buffering meanwhile)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Cursor:
     user_id: str | None
     epoch: str | None

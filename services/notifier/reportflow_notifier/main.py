@@ -4,4 +4,4 @@ from reportflow_common.settings import NOTIFIER
 
 
 def main() -> None:
-    serve_service(NOTIFIER, "reportflow_notifier.app:create_app", worker_class="gevent", workers=1)
+    serve_service(NOTIFIER, "reportflow_notifier.app:create_worker_app", worker_class="gevent", workers=1)

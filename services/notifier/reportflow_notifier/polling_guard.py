@@ -31,7 +31,9 @@ from prometheus_client import Counter
 
 from reportflow_common import contracts as c
 from reportflow_common.contracts import code_for_status
+from reportflow_common.http_guard import header_problem
 from reportflow_common.problems import PROBLEM_JSON, Problem, wsgi_problem
+from reportflow_common.web import as_function, take_request_id, with_request_id
 
 log = logging.getLogger(__name__)
 
@@ -226,19 +228,80 @@ class PollingGuard:
         result = self.app(environ, start)
         if "status" not in refused:
             return result
-        body = b"".join(result)
-        if hasattr(result, "close"):
-            result.close()
+        return _engineio_refusal(start_response, refused["status"], result)
+
+
+def _engineio_refusal(start_response, status: int, result) -> list[bytes]:
+    """engine.io's refusal (`result`, a JSON string as text/plain) answered as problem+json."""
+    body = b"".join(result)
+    if hasattr(result, "close"):
+        result.close()
+    try:
+        detail = json.loads(body)
+    except ValueError:
+        detail = None
+    polling_refusals().labels("engineio_refused").inc()
+    detail = detail[:200] if isinstance(detail, str) else "The Socket.IO request was refused."
+    return wsgi_problem(start_response, Problem(status, code_for_status(status), detail))
+
+
+def upgrades_first(chain, guard: PollingGuard):
+    """`chain` (the request-id and HTTP-guard layers around `guard`, around Socket.IO) with the WebSocket
+    upgrades of Socket.IO's path under gunicorn taken out of it and handed to Socket.IO from one frame, doing
+    what those layers do to them: the request id, the header refusals, the handshake check, the read timeout
+    and engine.io's refusals as problem+json (`PollingGuard._websocket`). Why: a WebSocket's request greenlet
+    lives as long as its socket and keeps every frame under it; the layers' frames and closures took ~6 KB
+    per socket (bench/bench_sockets.py). Every other request goes through `chain` as before."""
+    sockets = guard.app
+
+    def edge(environ, start_response):
+        if environ.get("HTTP_UPGRADE", "").lower() != "websocket" or "gunicorn.socket" not in environ \
+                or not environ.get("PATH_INFO", "").startswith(guard.path):
+            return chain(environ, start_response)
+        request_id = take_request_id(environ)
+        refused = header_problem(environ)
+        if refused is not None:
+            log.info("request refused at the edge", extra={"status": refused.status, "detail": refused.detail})
+        else:
+            try:
+                check_websocket_handshake(environ)
+            except Refusal as refusal:
+                polling_refusals().labels(refusal.reason).inc()
+                log.info("socket.io request refused", extra={"reason": refusal.reason, "status": refusal.status})
+                refused = refusal
+        if refused is not None:
+            return wsgi_problem(lambda status, headers: start_response(status, with_request_id(headers, request_id)),
+                                refused)
+        environ["gunicorn.socket"].settimeout(guard.poll_seconds)
+        engineio_refused = []
+
+        def start(status, headers, exc_info=None):
+            code = int(status.split(" ", 1)[0])
+            content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+            if code >= 400 and not content_type.startswith(PROBLEM_JSON):
+                engineio_refused.append(code)
+                return lambda _data: None  # the body is replaced below
+            return start_response(status, with_request_id(headers, request_id), exc_info)
+
         try:
-            detail = json.loads(body)
-        except ValueError:
-            detail = None
-        status = refused["status"]
-        polling_refusals().labels("engineio_refused").inc()
-        detail = detail[:200] if isinstance(detail, str) else "The Socket.IO request was refused."
-        return wsgi_problem(start_response, Problem(status, code_for_status(status), detail))
+            result = sockets(environ, start)
+        except StopIteration:  # how simple-websocket ends every WebSocket under gunicorn
+            raise
+        except Exception as exc:  # the peer went silent or away mid-upgrade; engine.io fails reading nothing
+            polling_refusals().labels("websocket_timeout").inc()
+            log.info("websocket ended abnormally", extra={"error": type(exc).__name__})
+            raise StopIteration from None  # the connection is no HTTP one any more: close it, say nothing
+        if not engineio_refused:
+            return result
+        return _engineio_refusal(lambda status, headers: start_response(status, with_request_id(headers, request_id)),
+                                 engineio_refused[0], result)
+
+    return edge
 
 
-def guard_polling(app, socketio) -> None:
-    """Called by the notifier's create_app right after Flask-SocketIO is bound to `app`."""
-    app.wsgi_app = PollingGuard(app.wsgi_app, socketio.server.eio)
+def guard_polling(app, socketio) -> PollingGuard:
+    """Called by the notifier's create_app right after Flask-SocketIO is bound to `app`; then `upgrades_first`
+    goes around the layers `init_web` adds."""
+    guard = PollingGuard(as_function(app.wsgi_app), socketio.server.eio)
+    app.wsgi_app = as_function(guard)
+    return guard

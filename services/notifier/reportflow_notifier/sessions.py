@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SocketLogin:
     user_id: str
     login: str | None  # the token's `sid`: one per sign-in, shared by every token that login is refreshed to
