@@ -43,13 +43,11 @@ def created(reports, user, body=None, key: str | None = None) -> dict:
     return r.get_json()
 
 
-def enqueued_report_ids(broker, queue: str = c.REPORTS_QUEUE) -> list[str]:
-    """Report ids of the doorbells waiting in one Celery queue (kombu's Redis lists), oldest last."""
+def enqueued_report_ids(broker, queues: tuple[str, ...] = (c.REPORTS_QUEUE, c.LANE_QUEUE)) -> list[str]:
+    """Report ids of the doorbells waiting in Celery queues (kombu's Redis lists), oldest last."""
     ids = []
-    for key in broker.keys(queue + "*"):
-        if broker.type(key) != b"list" or (queue != c.LANE_QUEUE and key.startswith(c.LANE_QUEUE.encode())):
-            continue
-        for raw in broker.lrange(key, 0, -1):
+    for queue in queues:
+        for raw in broker.lrange(queue, 0, -1):
             message = json.loads(raw)
             assert message["headers"]["task"] == c.BUILD_REPORT_TASK
             args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
@@ -76,8 +74,8 @@ def test_create_answers_202_with_location_and_the_queued_report(reports, alice, 
     assert report["status"] == "queued" and report["progress"] == 0
     assert abs(_utc(report["created_at"]) - datetime.now(_utc(report["created_at"]).tzinfo)) < timedelta(minutes=5)
     assert all(report[k] is None for k in ("started_at", "finished_at", "rows", "size_bytes", "error", "expires_at"))
-    assert enqueued_report_ids(broker).count(report["id"]) == 1
-    assert enqueued_report_ids(broker, c.LANE_QUEUE).count(report["id"]) == 1  # small: the lane is rung too
+    assert enqueued_report_ids(broker, (c.LANE_QUEUE,)).count(report["id"]) == 1  # small: one message, the lane's
+    assert enqueued_report_ids(broker, (c.REPORTS_QUEUE,)).count(report["id"]) == 0  # (the pool consumes both)
     assert report["queue_position"] >= 1
     assert reports.get(r.headers["Location"], headers=alice.headers).get_json() == report
 
@@ -85,7 +83,8 @@ def test_create_answers_202_with_location_and_the_queued_report(reports, alice, 
 def test_a_queued_report_tells_its_place_in_the_fair_order(reports, alice, bob, broker):
     heavy = [created(reports, alice, {"type": "demo", "params": {"rows": 1_000_000, "columns": 8}}) for _ in range(3)]
     light = created(reports, bob)
-    assert all(enqueued_report_ids(broker, c.LANE_QUEUE).count(r["id"]) == 0 for r in heavy)  # too large
+    assert all(enqueued_report_ids(broker, (c.LANE_QUEUE,)).count(r["id"]) == 0 for r in heavy)  # too large
+    assert all(enqueued_report_ids(broker, (c.REPORTS_QUEUE,)).count(r["id"]) == 1 for r in heavy)  # the pool's
     place = {r["id"]: reports.get(f"/v1/reports/{r['id']}", headers=u.headers).get_json()["queue_position"]
              for u, r in [(alice, heavy[0]), (alice, heavy[1]), (alice, heavy[2]), (bob, light)]}
     # bob's first report goes right after alice's first, before her other two (older though they are)
@@ -181,31 +180,17 @@ def test_nothing_is_stored_or_queued_for_a_refused_request(reports, alice, broke
     assert len(enqueued_report_ids(broker)) == before
 
 
-def test_the_doorbells_rung_together_are_the_messages_rung_one_by_one(reports_app, broker):
-    """ring_doorbells (one kombu batch, as POST sends a small report's two) leaves in each queue the same
-    message as ring_doorbell does, but for its own task and delivery ids."""
-    from reportflow_common.queue import ring_doorbell, ring_doorbells
+def test_a_doorbell_names_its_queue_for_the_worker(reports_app, broker):
+    """The worker tells a lane message from a pool message by its routing key (its pass-on, jobs.run_next_job)."""
+    from reportflow_common.queue import ring_doorbell
 
     celery = reports_app.extensions["reportflow"].celery
-    queues = (c.REPORTS_QUEUE, c.LANE_QUEUE)
-
-    def sent(ring) -> list[dict]:
-        for queue in queues:
-            broker.delete(queue)
-        ring()
-        messages = [json.loads(broker.lpop(queue)) for queue in queues]
-        assert all(broker.llen(queue) == 0 for queue in queues)
-        for message in messages:  # what differs between any two messages
-            for name in ("id", "root_id"):
-                message["headers"].pop(name)
-            message["properties"].pop("correlation_id")
-            message["properties"].pop("delivery_tag")
-        return messages
-
-    one_by_one = sent(lambda: [ring_doorbell(celery, "r1", queue) for queue in queues])
-    together = sent(lambda: ring_doorbells(celery, "r1", queues))
-    assert together == one_by_one
-    assert [m["properties"]["delivery_info"]["routing_key"] for m in together] == list(queues)
+    for queue in (c.REPORTS_QUEUE, c.LANE_QUEUE):
+        broker.delete(queue)
+        ring_doorbell(celery, "r1", queue)
+        (raw,) = broker.lrange(queue, 0, -1)
+        broker.delete(queue)
+        assert json.loads(raw)["properties"]["delivery_info"]["routing_key"] == queue
 
 
 # Reading

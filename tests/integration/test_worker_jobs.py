@@ -3,6 +3,7 @@ attempt tokens and leases, the reconciler, the outbox, and one winner per job. I
 the functions the task and the reconciler thread call are called directly."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from datetime import timedelta
@@ -82,7 +83,7 @@ def only_this_tests_jobs(sessions, broker):
             s.execute(update(Report).where(Report.status.in_(c.ACTIVE_STATUSES))
                       .values(status=c.CANCELLED, attempt_token=None, lease_expires_at=None))
             s.execute(update(OutboxEvent).where(OutboxEvent.published_at.is_(None)).values(published_at=utcnow()))
-        broker.delete(c.REPORTS_QUEUE)
+        broker.delete(c.REPORTS_QUEUE, c.LANE_QUEUE)
     clear()
     yield
     clear()
@@ -255,7 +256,7 @@ def test_an_expired_lease_is_taken_back_rung_for_and_its_dead_attempt_can_no_lon
     ctx.storage.upload(attempt_key(user, report_id, dead.attempt_token, ".xlsx"), __file__)  # died after uploading
     expire_lease(sessions, report_id)
     done = reconciler.run_once()
-    assert done["taken_back"] == 1 and broker.llen(c.REPORTS_QUEUE) == 1
+    assert done["taken_back"] == 1 and broker.llen(c.LANE_QUEUE) == 1  # a small job: the queue of its size
     back = row(sessions, report_id)
     assert back.status == c.QUEUED and back.attempt_token is None and back.rung_at is not None
     assert ctx.storage.size(attempt_key(user, report_id, dead.attempt_token, ".xlsx")) is None  # the dead one's object
@@ -303,10 +304,11 @@ def test_queued_jobs_without_a_message_are_rung_for_once_the_ring_is_old(session
 
 
 def test_a_backlog_the_broker_holds_is_not_rung_again(sessions, user, reconciler, ctx, broker):
-    for _ in range(3):
+    for queue in (c.REPORTS_QUEUE, c.LANE_QUEUE, c.LANE_QUEUE):  # the pool consumes both queues
         report_id = queued(sessions, user, age_seconds=60)
-        ctx.celery.send_task(c.BUILD_REPORT_TASK, args=[str(report_id)], queue=c.REPORTS_QUEUE)
-    assert reconciler.run_once()["rung"] == 0 and broker.llen(c.REPORTS_QUEUE) == 3
+        ctx.celery.send_task(c.BUILD_REPORT_TASK, args=[str(report_id)], queue=queue)
+    assert reconciler.run_once()["rung"] == 0
+    assert (broker.llen(c.REPORTS_QUEUE), broker.llen(c.LANE_QUEUE)) == (1, 2)
 
 
 def test_one_reconciler_pass_at_a_time_across_replicas(reconciler, engine):
@@ -333,6 +335,43 @@ def test_committed_events_left_unpublished_are_published_once(sessions, user, re
 
 
 # Attempts end to end (a real build, upload and commit)
+
+def with_lane_max_cells(ctx, cells: int) -> WorkerContext:
+    return WorkerContext(**{**ctx.__dict__, "settings": dataclasses.replace(ctx.settings, lane_max_cells=cells)})
+
+
+def test_a_lane_message_that_finds_no_small_job_passes_its_wake_up_to_the_pool(sessions, user, ctx, broker):
+    """A pool process took the small job with the large job's `reports` message: the lane's message finds no
+    small job, and rings `reports` once, so the large job runs without waiting for the reconciler."""
+    ctx = with_lane_max_cells(ctx, 100)
+    small = queued(sessions, user, rows=30, age_seconds=10)  # 90 cells, first in fair order
+    large = queued(sessions, user, rows=40)  # 120 cells
+    assert run_next_job(ctx, rung_for=str(large)) == c.SUCCEEDED  # a pool process, its `reports` message
+    assert row(sessions, small).status == c.SUCCEEDED and row(sessions, large).status == c.QUEUED
+    assert run_next_job(ctx, rung_for=str(small), lane=True, from_lane_queue=True) == "idle"
+    assert (broker.llen(c.REPORTS_QUEUE), broker.llen(c.LANE_QUEUE)) == (1, 0)  # passed on, to the pool
+    assert run_next_job(ctx, rung_for=str(small)) == c.SUCCEEDED  # the pool, with that message
+    assert row(sessions, large).status == c.SUCCEEDED
+    assert run_next_job(ctx, lane=True, from_lane_queue=True) == "idle"
+    assert broker.llen(c.REPORTS_QUEUE) == 1, "nothing queued: nothing passed on (a duplicate message ends here)"
+
+
+def test_a_pool_process_that_claims_a_large_job_with_a_lane_message_rings_the_lane_again(sessions, user, ctx, broker):
+    """The small job that rang is still queued with no lane message left: the lane must still be able to
+    start it while the pool is busy (issue 16)."""
+    ctx = with_lane_max_cells(ctx, 100)
+    large = queued(sessions, user, rows=40, age_seconds=10)  # first in fair order
+    small = queued(sessions, user, rows=30)
+    assert run_next_job(ctx, rung_for=str(small), from_lane_queue=True) == c.SUCCEEDED
+    assert row(sessions, large).status == c.SUCCEEDED and row(sessions, small).status == c.QUEUED
+    assert (broker.llen(c.REPORTS_QUEUE), broker.llen(c.LANE_QUEUE)) == (0, 1)
+    assert run_next_job(ctx, rung_for=str(small), lane=True, from_lane_queue=True) == c.SUCCEEDED
+    assert (broker.llen(c.REPORTS_QUEUE), broker.llen(c.LANE_QUEUE)) == (0, 1)  # nothing more passed on
+    broker.delete(c.LANE_QUEUE)
+    queued(sessions, user, rows=30)
+    assert run_next_job(ctx, from_lane_queue=True) == c.SUCCEEDED  # a small job from a lane message: no pass-on
+    assert (broker.llen(c.REPORTS_QUEUE), broker.llen(c.LANE_QUEUE)) == (0, 0)
+
 
 def test_a_doorbell_runs_the_next_job_to_success_and_announces_it(sessions, user, ctx):
     report_id = queued(sessions, user, rows=200)

@@ -1,64 +1,18 @@
-"""reportflow_common.queue.ring_doorbells: the main queue and the lane rung together, one by one if that fails."""
+"""reportflow_common.queue.doorbell_queue: one message per job, on the queue of its size."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-import pytest
-
 from reportflow_common import contracts as c
-from reportflow_common.queue import ring_doorbells
+from reportflow_common.queue import doorbell_queue
 
 
-class Batch:
-    def __init__(self, fails: bool):
-        self.fails = fails
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.fails and exc[0] is None:
-            raise ConnectionError("broker gone at flush")
+def test_a_small_job_rings_the_lanes_queue_only():
+    assert doorbell_queue("demo", {"rows": 1000, "columns": 8}, 8000) == c.LANE_QUEUE
+    assert doorbell_queue("activity", {}, 8000) == c.LANE_QUEUE  # its cells count as 0
 
 
-class Producer:
-    def __init__(self, fails: bool):
-        self.fails = fails
-
-    def batch(self):
-        return Batch(self.fails)
+def test_a_large_job_rings_the_pools_queue():
+    assert doorbell_queue("demo", {"rows": 1001, "columns": 8}, 8000) == c.REPORTS_QUEUE
 
 
-class Celery:
-    """Records what send_task was asked to send, and with which producer (None: one of its own)."""
-
-    def __init__(self, batch_fails: bool = False, send_fails: bool = False):
-        self.batch_fails, self.send_fails, self.sent = batch_fails, send_fails, []
-
-    @contextmanager
-    def producer_or_acquire(self):
-        yield Producer(self.batch_fails)
-
-    def send_task(self, name, args, queue, producer=None, **_options):
-        self.sent.append((name, args, queue, producer is not None))
-        if self.send_fails and producer is None:
-            raise ConnectionError("broker unreachable")
-
-
-def test_both_queues_are_rung_in_one_batch():
-    celery = Celery()
-    ring_doorbells(celery, "r1", (c.REPORTS_QUEUE, c.LANE_QUEUE))
-    assert celery.sent == [(c.BUILD_REPORT_TASK, ["r1"], c.REPORTS_QUEUE, True),
-                           (c.BUILD_REPORT_TASK, ["r1"], c.LANE_QUEUE, True)]
-
-
-def test_a_failed_batch_is_sent_again_message_by_message():
-    celery = Celery(batch_fails=True)
-    ring_doorbells(celery, "r1", (c.REPORTS_QUEUE, c.LANE_QUEUE))
-    assert celery.sent[2:] == [(c.BUILD_REPORT_TASK, ["r1"], c.REPORTS_QUEUE, False),
-                               (c.BUILD_REPORT_TASK, ["r1"], c.LANE_QUEUE, False)]
-
-
-def test_an_unreachable_broker_raises():
-    with pytest.raises(ConnectionError):
-        ring_doorbells(Celery(batch_fails=True, send_fails=True), "r1", (c.REPORTS_QUEUE,))
+def test_without_a_lane_every_job_rings_the_pools_queue():
+    assert doorbell_queue("demo", {"rows": 1, "columns": 1}, 0) == c.REPORTS_QUEUE

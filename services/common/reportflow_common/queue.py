@@ -1,16 +1,25 @@
 """The Celery configuration both sides of the queue share (the reports producer and the worker), and the
-doorbell: the one message either side sends.
+doorbell: the one message each queued job rings.
 
 The broker carries no job state. A `build_report` message only says "there may be a queued job": the worker
 that takes it claims the next runnable job from PostgreSQL (which may be another one), and a message that
 finds nothing to do is simply acknowledged. So a lost, late or repeated message cannot lose or duplicate a
 job; the worker's reconciler rings again for queued jobs that have no message.
+
+One message per job, on the queue of its size (`doorbell_queue`): a small job (at most LANE_MAX_CELLS cells)
+rings the lane's queue (`reports.lane`), any other `reports`. The pool consumes both queues and claims any job
+in fair order; the reserved lane consumes only its own and claims small jobs only. The worker keeps two
+invariants (`reportflow_worker.jobs.run_next_job` passes a wake-up on where a claim would break one):
+1. every queued job has a pending message that can claim it (messages in both queues >= queued jobs);
+2. every queued small job has a pending lane message, so the lane can start it while the pool is busy
+   (issue 16: with every pool process busy, prefetch 1 and late acks, the pool holds no further message).
 """
 from __future__ import annotations
 
 from celery import Celery
 
-from .contracts import BUILD_REPORT_TASK, REPORTS_QUEUE
+from .contracts import BUILD_REPORT_TASK, LANE_QUEUE, REPORTS_QUEUE
+from .scheduling import SMALL, size_class
 from .settings import Settings
 
 
@@ -43,27 +52,15 @@ def make_celery(settings: Settings, name: str) -> Celery:
     return app
 
 
+def doorbell_queue(report_type: str, params: dict, lane_max_cells: int) -> str:
+    """The queue a job rings: the lane's for a small job (when there is a lane), else the pool's."""
+    if lane_max_cells and size_class(report_type, params, lane_max_cells) == SMALL:
+        return LANE_QUEUE
+    return REPORTS_QUEUE
+
+
 def ring_doorbell(celery: Celery, report_id: str, queue: str = REPORTS_QUEUE) -> None:
     """Tell a worker there is a queued job (`report_id` is the job that rang, for logs; the worker claims
-    whatever is next), or with `LANE_QUEUE` the reserved lane that there is a small one. Raises when the broker
-    cannot be reached."""
+    whatever is next): on `REPORTS_QUEUE` the pool, on `LANE_QUEUE` the pool or the lane, whichever is free
+    first. Raises when the broker cannot be reached."""
     celery.send_task(BUILD_REPORT_TASK, args=[str(report_id)], queue=queue)
-
-
-def ring_doorbells(celery: Celery, report_id: str, queues: tuple[str, ...]) -> None:
-    """`ring_doorbell` on each of `queues` (the main queue and the lane, for a small job), the messages sent
-    together: one producer, one Redis client and one round trip (kombu's `Producer.batch`) instead of one of
-    each per message. A batch is flushed once, without kombu's retry, so if it fails the messages go out one by
-    one with the retry policy (a message sent twice only rings twice: the worker claims from PostgreSQL).
-    Within the batch a publish only buffers, so it needs no retry; nor a declaration: Celery publishes to a
-    direct queue through the nameless exchange, which kombu's Redis transport delivers straight to the queue's
-    list (the worker declares its queues). The messages are those `ring_doorbell` sends. Raises when the broker
-    cannot be reached."""
-    try:
-        with celery.producer_or_acquire() as producer, producer.batch():
-            for queue in queues:
-                celery.send_task(BUILD_REPORT_TASK, args=[str(report_id)], queue=queue, producer=producer,
-                                 declare=[], retry=False)
-    except Exception:  # noqa: BLE001 - any failure of the batch: the unbatched path decides (and raises)
-        for queue in queues:
-            ring_doorbell(celery, report_id, queue)

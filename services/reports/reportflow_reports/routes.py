@@ -9,8 +9,8 @@ from reportflow_common import contracts as c
 from reportflow_common.logs import report_id_var, user_id_var
 from reportflow_common.outbox import OutboxPublisher
 from reportflow_common.problems import Problem, not_found
-from reportflow_common.queue import ring_doorbells
-from reportflow_common.scheduling import SMALL, queue_positions, size_class
+from reportflow_common.queue import doorbell_queue, ring_doorbell
+from reportflow_common.scheduling import queue_positions
 from reportflow_common.storage import LocalStorage
 from reportflow_common.tokens import access_token_required, current_claims
 from reportflow_common.web import json_body
@@ -73,8 +73,7 @@ def create():
     report_id_var.set(str(report.id))
     body = _as_json([report])[0]  # its place before a worker can take it
     try:  # the committed row is the job; the message only wakes a worker up
-        small = ctx.settings.lane_max_cells and size_class(report_type, params, ctx.settings.lane_max_cells) == SMALL
-        ring_doorbells(ctx.celery, str(report.id), (c.REPORTS_QUEUE, c.LANE_QUEUE) if small else (c.REPORTS_QUEUE,))
+        ring_doorbell(ctx.celery, str(report.id), doorbell_queue(report_type, params, ctx.settings.lane_max_cells))
     except Exception as exc:  # the job stays queued: the worker's reconciler rings for it once the broker is back
         log.warning("doorbell not sent; the reconciler will ring", extra={"error": str(exc)})
     ctx.metrics.created.labels(report_type).inc()

@@ -1,6 +1,7 @@
 """create_celery(settings): the worker's Celery app, its one task (the doorbell), per-process resources,
-the shutdown deadline and the reconciler's thread. `lane=True` makes the reserved lane's app (reportflow_worker.lane):
-its doorbells claim small jobs only, and it runs no reconciler (the pool's main process does)."""
+the shutdown deadline and the reconciler's thread. The pool consumes both queues (`reports` and `reports.lane`);
+`lane=True` makes the reserved lane's app (reportflow_worker.lane): it consumes only `reports.lane`, its doorbells
+claim small jobs only, and it runs no reconciler (the pool's main process does)."""
 from __future__ import annotations
 
 import logging
@@ -71,7 +72,8 @@ def create_celery(settings: Settings, lane: bool = False) -> Celery:
     @app.task(name=c.BUILD_REPORT_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
     def build_report(self, report_id: str | None = None) -> str:
         """A doorbell: runs the next runnable job, which may not be `report_id` (the job that rang)."""
-        return run_next_job(resources.get(), rung_for=report_id, lane=lane)
+        from_lane_queue = (self.request.delivery_info or {}).get("routing_key") == c.LANE_QUEUE
+        return run_next_job(resources.get(), rung_for=report_id, lane=lane, from_lane_queue=from_lane_queue)
 
     @signals.worker_process_init.connect(weak=False)
     def _child_started(**_):

@@ -26,8 +26,8 @@ from reportflow_common.db import Report
 from reportflow_common.events import EventLog
 from reportflow_common.logs import report_id_var, user_id_var
 from reportflow_common.outbox import OutboxPublisher
-from reportflow_common.queue import ring_doorbell
-from reportflow_common.scheduling import size_class
+from reportflow_common.queue import doorbell_queue, ring_doorbell
+from reportflow_common.scheduling import LARGE, size_class
 from reportflow_common.settings import Settings
 from reportflow_common.storage import Storage
 
@@ -106,11 +106,24 @@ def attempt_key(user_id, report_id, token, extension: str) -> str:
     return f"reports/{user_id}/{report_id}.{token}{extension}"
 
 
-def run_next_job(ctx: WorkerContext, rung_for: str | None = None, lane: bool = False) -> str:
+def run_next_job(ctx: WorkerContext, rung_for: str | None = None, lane: bool = False,
+                 from_lane_queue: bool = False) -> str:
     """What one wake-up message does: claim the next runnable job (in the reserved lane: the next small one)
     and run it. Returns the outcome, or `idle` when there was nothing to do. If PostgreSQL stays unreachable for
     the retry budget, the message is acknowledged anyway: the job is still `queued` in PostgreSQL and the
-    reconciler rings for it again."""
+    reconciler rings for it again.
+
+    A message is one wake-up, and the two invariants of `reportflow_common.queue` hold if each message either
+    claims a job or finds none a claim of its kind could take. Two claims break one, so they pass their
+    wake-up on (one message, at most once per message, so wake-ups never multiply):
+    - the lane finds no small job while other jobs are queued (a pool process took the small job with a
+      `reports` message, whose large job is still queued): it rings `reports`, once it saw a job queued (one
+      count in the lane, otherwise idle, instead of a message the pool's busy main process receives for
+      nothing when the queue is empty, e.g. after a duplicate ring);
+    - a pool process takes a lane message and claims a large job (it came first in fair order): the small job
+      that rang may still be queued, and no lane message is left for it, so the lane could not start it while
+      the pool is busy: it rings the lane (unchecked: the lane's claim is the check, and its pass-on the
+      rest)."""
     s, metrics = ctx.settings, worker_metrics()
     max_cells = s.lane_max_cells if lane else None
     try:
@@ -126,9 +139,31 @@ def run_next_job(ctx: WorkerContext, rung_for: str | None = None, lane: bool = F
     if report is None:
         metrics.doorbells.labels("nothing").inc()
         log.info("nothing to do", extra={"rung_for": rung_for})
+        if lane and _any_queued(ctx):
+            _pass_on(ctx, rung_for, c.REPORTS_QUEUE)
         return "idle"
     metrics.doorbells.labels("job").inc()
+    if from_lane_queue and not lane and s.lane_max_cells \
+            and size_class(report.type, report.params, s.lane_max_cells) == LARGE:
+        _pass_on(ctx, rung_for, c.LANE_QUEUE)
     return Attempt(ctx, report).run()
+
+
+def _any_queued(ctx: WorkerContext) -> bool:
+    try:
+        return records.count_queued(ctx.sessions) > 0
+    except Exception as exc:  # PostgreSQL is down: the reconciler rings for queued jobs once it is back
+        log.warning("could not count queued jobs", extra={"error": str(exc)})
+        return False
+
+
+def _pass_on(ctx: WorkerContext, rung_for: str | None, queue: str) -> None:
+    """Ring `queue` for the wake-up this message could not use (see `run_next_job`)."""
+    log.info("wake-up passed on", extra={"rung_for": rung_for, "queue": queue})
+    try:
+        ring_doorbell(ctx.celery, rung_for or "", queue)
+    except Exception as exc:  # the reconciler rings for queued jobs that have no message
+        log.warning("wake-up not passed on", extra={"error": str(exc)})
 
 
 class Heartbeat:
@@ -289,7 +324,8 @@ class Attempt:
             self.metrics.retried.labels("handed_back").inc()
             log.info("job handed back on shutdown")
             try:
-                ring_doorbell(self.ctx.celery, str(self.report.id))
+                ring_doorbell(self.ctx.celery, str(self.report.id), doorbell_queue(
+                    self.report.type, self.report.params, self.ctx.settings.lane_max_cells))
             except Exception as exc:  # the reconciler rings for queued jobs that have no message
                 log.warning("doorbell not sent for the handed back job", extra={"error": str(exc)})
         return "handed_back"

@@ -1,7 +1,11 @@
 """The reserved lane: one more Celery worker, with one process, that takes only small jobs (at most
-LANE_MAX_CELLS cells) from a queue of its own (`reports.lane`, rung by the reports service for small jobs only).
-So a small report starts at once even when every pool process is busy with long jobs; while there is none, the
-lane waits on the broker and costs no CPU, and large jobs keep the whole pool.
+LANE_MAX_CELLS cells) from a queue of its own (`reports.lane`, which a small job rings instead of `reports`:
+one message per job). The pool consumes that queue too, so a small job's message goes to whichever is free
+first; with every pool process busy the pool holds no further message (prefetch 1, late acks) and the lane
+takes it. So a small report starts at once even when every pool process is busy with long jobs; while there
+is none, the lane waits on the broker and costs no CPU, and large jobs keep the whole pool. Where a claim
+leaves a queued job without a message it can be claimed with, the wake-up is passed on
+(`reportflow_worker.jobs.run_next_job`).
 
 `reportflow-worker` runs it as a child process (`Lane`), so every way of running the worker (make up, compose,
 the chart, the tests) has it: started again if it dies, asked to stop (SIGTERM) when the worker shuts down, and
@@ -24,7 +28,7 @@ PR_SET_PDEATHSIG = 1
 
 
 def celery_worker_args(log_level: str, queue: str, concurrency: int, hostname: str) -> list[str]:
-    """The `celery worker` command line of the pool and of the lane."""
+    """The `celery worker` command line of the pool and of the lane (`queue`: comma-separated names)."""
     return ["--quiet", "worker", f"--loglevel={log_level}", "--pool=prefork", f"--concurrency={concurrency}",
             f"--queues={queue}", f"--hostname={hostname}", "--without-gossip", "--without-mingle",
             "--without-heartbeat"]

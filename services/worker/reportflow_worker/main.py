@@ -1,5 +1,6 @@
-"""`reportflow-worker`: Celery prefork workers, the reserved lane (a child process, unless LANE_MAX_CELLS=0)
-and the metrics/health port (containers and tests run this)."""
+"""`reportflow-worker`: Celery prefork workers (the pool, consuming both queues: a small job's one message goes
+to whichever of the pool and the lane is free first), the reserved lane (a child process, unless
+LANE_MAX_CELLS=0) and the metrics/health port (containers and tests run this)."""
 from reportflow_common.metrics import prepare_multiprocess_dir
 
 
@@ -23,8 +24,8 @@ def main() -> None:
     if lane is not None:
         signals.worker_shutting_down.connect(lambda **_: lane.stop(), weak=False)
     try:
-        app.worker_main(celery_worker_args(settings.log_level, c.REPORTS_QUEUE, settings.worker_concurrency,
-                                           "celery@%h"))
+        app.worker_main(celery_worker_args(settings.log_level, f"{c.REPORTS_QUEUE},{c.LANE_QUEUE}",
+                                           settings.worker_concurrency, "celery@%h"))
     finally:
         if lane is not None:
             lane.stop()

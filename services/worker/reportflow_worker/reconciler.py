@@ -5,9 +5,10 @@ across all replicas, by a PostgreSQL advisory lock):
 1. takes back running jobs whose lease ran out: queued again and rung for, or failed once MAX_JOB_ATTEMPTS
    attempts have started (error in the API and the event, `reportflow_worker_jobs_gave_up_total`), or
    cancelled when a cancel was waiting; the dead attempt's object is deleted;
-2. rings again for queued jobs whose message may be lost: when the broker holds fewer messages than there
-   are queued jobs, for those last rung more than REQUEUE_AFTER_SECONDS ago (Redis lost its data; the
-   reports service crashed or could not reach the broker after its commit);
+2. rings again for queued jobs whose message may be lost: when the broker holds fewer messages (in both
+   queues, `reports` and the lane's: the pool consumes both) than there are queued jobs, for those last rung
+   more than REQUEUE_AFTER_SECONDS ago (Redis lost its data; the reports service crashed or could not reach
+   the broker after its commit);
 3. publishes terminal events that were committed but not published (Redis was down, or the process died
    between the two), and purges published ones older than the event history;
 4. ends the retention of finished reports whose `expires_at` has passed: each becomes `expired` (committed
@@ -34,7 +35,7 @@ from reportflow_common import contracts as c
 from reportflow_common.db import make_engine, make_session_factory
 from reportflow_common.events import EventLog
 from reportflow_common.outbox import OutboxPublisher
-from reportflow_common.queue import make_celery, ring_doorbell
+from reportflow_common.queue import doorbell_queue, make_celery, ring_doorbell
 from reportflow_common.redis_pool import redis_client
 from reportflow_common.settings import Settings
 from reportflow_common.storage import Storage, make_storage
@@ -104,7 +105,7 @@ class Reconciler:
                 self.metrics.requeued.labels("lease_expired").inc()
                 log.warning("job taken back from a worker that stopped renewing its lease",
                             extra={"report_id": str(job.report_id)})
-                self._ring([job.report_id])
+                self._ring([job.report_id], doorbell_queue(job.type, job.params, self.settings.lane_max_cells))
             else:
                 self.metrics.jobs.labels(job.type, job.status).inc()
                 if job.status == c.FAILED:
@@ -115,7 +116,7 @@ class Reconciler:
 
     def _ring_for_queued(self) -> int:
         queued = records.count_queued(self.sessions)
-        waiting = self.broker.llen(c.REPORTS_QUEUE) if self.broker is not None else 0
+        waiting = self._messages_waiting()
         missing = queued - waiting
         if missing <= 0:
             return 0
@@ -124,11 +125,21 @@ class Reconciler:
         self.metrics.requeued.labels("doorbell_missing").inc(rung)
         return rung
 
-    def _ring(self, report_ids: list[uuid.UUID]) -> int:
+    def _messages_waiting(self) -> int:
+        if self.broker is None:
+            return 0
+        with self.broker.pipeline(transaction=False) as pipe:
+            for queue in (c.REPORTS_QUEUE, c.LANE_QUEUE):
+                pipe.llen(queue)
+            return sum(pipe.execute())
+
+    def _ring(self, report_ids: list[uuid.UUID], queue: str = c.REPORTS_QUEUE) -> int:
+        """A job whose message may be lost rings `reports` (the pool can claim any job); one taken back, the
+        queue of its size."""
         rung = []
         for report_id in report_ids:
             try:
-                ring_doorbell(self.celery, str(report_id))
+                ring_doorbell(self.celery, str(report_id), queue)
             except Exception as exc:  # the broker is down: the next pass tries again
                 log.warning("doorbell not sent", extra={"report_id": str(report_id), "error": str(exc)})
                 break
