@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reportflow_common.contracts import REPORTS_QUEUE
+from reportflow_common.contracts import LANE_QUEUE, REPORTS_QUEUE
 
 from .test_chart import (
     CHART,
@@ -219,10 +219,12 @@ def test_the_worker_scales_on_its_celery_queue_with_keda(docs):
                                                 "name": deployment["metadata"]["name"]}
     assert "replicas" not in deployment["spec"], "KEDA owns the count"
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (0, 6)
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "redis"
+    triggers = scaled["spec"]["triggers"]
+    assert [t["type"] for t in triggers] == ["redis", "redis"]
+    assert [t["metadata"]["listName"] for t in triggers] == [REPORTS_QUEUE, LANE_QUEUE], \
+        "the Celery queues the pool consumes (a small job rings only the lane's)"
+    (trigger, _) = triggers
     meta = trigger["metadata"]
-    assert meta["listName"] == REPORTS_QUEUE, "the Celery queue the reports service sends to"
     (redis_service,) = find(objects, "Service", f"{RELEASE}-redis")
     assert meta["address"] == f"{redis_service['metadata']['name']}.{redis_service['metadata']['namespace']}.svc:" \
                               f"{redis_service['spec']['ports'][0]['port']}", "KEDA runs in its own namespace"
@@ -231,7 +233,7 @@ def test_the_worker_scales_on_its_celery_queue_with_keda(docs):
     # leaves trigger metadata free-form, and KEDA ignores a misspelt one
     assert set(meta) == {"address", "listName", "listLength", "activationListLength", "databaseIndex", "enableTLS"}
     (auth,) = find(objects, "TriggerAuthentication")
-    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    assert all(t["authenticationRef"] == {"name": auth["metadata"]["name"]} for t in triggers)
     (ref,) = auth["spec"]["secretTargetRef"]
     (secret,) = find(objects, "Secret", ref["name"])
     assert ref["parameter"] == "password" and ref["key"] in secret["data"]
@@ -243,8 +245,8 @@ def test_the_worker_scales_on_its_celery_queue_with_keda(docs):
     (trigger,) = prod["spec"]["triggers"]
     assert trigger["type"] == "prometheus"
     assert set(trigger["metadata"]) == {"serverAddress", "query", "threshold", "activationThreshold"}
-    assert trigger["metadata"]["query"] == \
-        f'max(reportflow_reports_queue_depth_messages{{queue="{REPORTS_QUEUE}",namespace="reportflow"}})'
+    assert trigger["metadata"]["query"] == 'sum(max by (queue) (reportflow_reports_queue_depth_messages' \
+        f'{{queue=~"{REPORTS_QUEUE}|{LANE_QUEUE}",namespace="reportflow"}}))'
     reports_app = (ROOT / "services/reports/reportflow_reports/app.py").read_text()
     assert "reportflow_reports_queue_depth_messages" in reports_app
     assert not find(docs["production-values.yaml"], "TriggerAuthentication")
