@@ -24,7 +24,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID, psycopg2
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.sql import Executable
@@ -197,13 +197,18 @@ class Prepared:
         self.prepare = f"PREPARE {name}({', '.join(argument_types)}) AS {sql}"
         self.execute = f"EXECUTE {name}({', '.join(['%s'] * len(argument_types))})"
 
+    def run(self, conn: Connection, *arguments) -> CursorResult:
+        """Run on `conn` (in its transaction, if it has one: a PREPARE outlives a rollback)."""
+        prepared = conn.connection.info.setdefault("prepared", set())
+        if self.name not in prepared:
+            conn.exec_driver_sql(self.prepare)
+            prepared.add(self.name)
+        return conn.exec_driver_sql(self.execute, arguments)
+
     def first(self, engine: Engine, *arguments) -> Row | None:
+        """The first row, on a connection of its own (`engine` in AUTOCOMMIT: one round trip)."""
         with engine.connect() as conn:
-            prepared = conn.connection.info.setdefault("prepared", set())
-            if self.name not in prepared:
-                conn.exec_driver_sql(self.prepare)
-                prepared.add(self.name)
-            return conn.exec_driver_sql(self.execute, arguments).first()
+            return self.run(conn, *arguments).first()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
