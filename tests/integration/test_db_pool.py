@@ -19,14 +19,21 @@ def backend_pid(engine) -> int:
         return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
 
 
-def test_a_connection_killed_while_idle_is_replaced_before_use(engine, infra, monkeypatch):
-    """A database restart or a proxy dropping idle connections: the next user must not get an error."""
-    first = backend_pid(engine)
+def kill_idle_connection(engine, infra, monkeypatch) -> int:
+    """Terminate the backend of `engine`'s one pooled connection and let it look idle long enough to be pinged;
+    returns that backend's pid."""
+    pid = backend_pid(engine)
     admin = db.make_engine(infra.postgres.url, pool_size=1, max_overflow=0)
     with admin.connect() as conn:
-        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar_one()
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
     admin.dispose()
     monkeypatch.setattr(db.time, "monotonic", lambda real=db.time.monotonic: real() + 2 * db.PING_AFTER_IDLE_SECONDS)
+    return pid
+
+
+def test_a_connection_killed_while_idle_is_replaced_before_use(engine, infra, monkeypatch):
+    """A database restart or a proxy dropping idle connections: the next user must not get an error."""
+    first = kill_idle_connection(engine, infra, monkeypatch)
     second = backend_pid(engine)  # no OperationalError: the idle connection was pinged, found dead, replaced
     assert second != first
 
@@ -66,11 +73,6 @@ def test_a_prepared_statement_answers_as_the_statement_does_and_again_on_a_new_c
     with engine.connect() as conn:  # the pool's one connection: prepared once, by its first use
         assert conn.execute(text("SELECT count(*) FROM pg_prepared_statements WHERE name = 'test_pairs'")
                             ).scalar_one() == 1
-    first = backend_pid(engine)
-    admin = db.make_engine(infra.postgres.url, pool_size=1, max_overflow=0)
-    with admin.connect() as conn:
-        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar_one()
-    admin.dispose()
-    monkeypatch.setattr(db.time, "monotonic", lambda real=db.time.monotonic: real() + 2 * db.PING_AFTER_IDLE_SECONDS)
+    first = kill_idle_connection(engine, infra, monkeypatch)
     assert prepared.first(engine, 2) == ("two",)
     assert backend_pid(engine) != first
