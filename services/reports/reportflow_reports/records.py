@@ -5,7 +5,7 @@ import functools
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import Insert, Row, Select, and_, bindparam, func, insert, literal_column, or_, select, update
+from sqlalchemy import Insert, Row, Select, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,19 +14,12 @@ from reportflow_common import contracts as c
 from reportflow_common.db import Report, transaction, utcnow
 from reportflow_common.outbox import PendingEvent, add_terminal_event
 from reportflow_common.problems import Problem
-from reportflow_common.scheduling import queue_position_of
+from reportflow_common.scheduling import newcomer_place, queue_counts, queue_position_of
 
 # The hot paths (GET and POST of one report) are Core statements built once per process and run on an
 # AUTOCOMMIT connection: one round trip each (no BEGIN, no ROLLBACK or COMMIT of their own), and no ORM
 # identity map. They return rows with the same attributes as a Report (`row.status`, `row.params`, ...).
 REPORTS = Report.__table__
-
-
-def _active_statuses():
-    """`status IN ('queued', 'running')` written out, as the partial index ix_reports_user_active is, instead
-    of a parameter list SQLAlchemy expands at every execution."""
-    assert all(status.isidentifier() for status in c.ACTIVE_STATUSES)
-    return REPORTS.c.status.in_([literal_column(f"'{status}'") for status in c.ACTIVE_STATUSES])
 
 
 @functools.cache
@@ -37,16 +30,18 @@ def _owned_statement(order: str | None) -> Select:
 
 
 @functools.cache
-def _create_statement() -> Insert:
-    """Insert a queued report only while its user has fewer than `max_active` queued or running ones: the
-    count and the insert in one statement (no row back means the limit was reached)."""
-    active = select(func.count()).select_from(REPORTS).where(
-        REPORTS.c.user_id == bindparam("user_id"), _active_statuses()).scalar_subquery()
+def create_statement(order: str) -> Insert:
+    """Insert a queued report only while its user has fewer than `max_active` queued or running ones, and
+    return it with its `queue_position` in `order`: one aggregate over the active jobs (as they were before
+    this one) for both, and the insert, in one statement (no row back means the limit was reached)."""
     names = ("id", "user_id", "type", "params", "status", "progress", "created_at", "rung_at", "idempotency_key",
              "request_hash")
-    values = select(*(bindparam(name, type_=REPORTS.c[name].type) for name in names)).where(
-        active < bindparam("max_active"))
-    return insert(REPORTS).from_select(list(names), values).returning(*REPORTS.c)
+    params = {name: bindparam(name, type_=REPORTS.c[name].type) for name in names}
+    counts = queue_counts(params["created_at"], params["id"]).add_columns(func.count().label("active")).cte("counts")
+    active = select(counts.c.active).where(counts.c.user_id == params["user_id"]).scalar_subquery()
+    values = select(*params.values()).where(func.coalesce(active, 0) < bindparam("max_active"))
+    place = newcomer_place(order, counts, params["user_id"])
+    return insert(REPORTS).from_select(list(names), values).returning(*REPORTS.c, place.label("queue_position"))
 
 
 def report_json(r: Report, queue_position: int | None = None) -> dict:
@@ -102,9 +97,11 @@ def earlier_answer(sessions: sessionmaker[Session], user_id: str, key: str | Non
 
 
 def create_report(sessions: sessionmaker[Session], reads: Engine, user_id: str, report_type: str, params: dict,
-                  idempotency_key: str | None, fingerprint: str, max_active: int) -> tuple[Report | Row | None, bool]:
+                  idempotency_key: str | None, fingerprint: str, max_active: int,
+                  order: str) -> tuple[Report | Row | None, bool]:
     """Insert a queued report, committed, unless the user already has `max_active` queued or running ones;
-    (report, created), (None, False) at the limit. Losing a race for the same Idempotency-Key returns the
+    (report, created), (None, False) at the limit. A created report is a row with its `queue_position` in
+    `order` as well. Losing a race for the same Idempotency-Key returns the
     winner's report (created=False). `rung_at` says its doorbell is being rung now: if that fails, or this
     process dies first, the worker's reconciler rings for it later. `reads` is an AUTOCOMMIT engine: the
     insert is one statement, its own transaction."""
@@ -118,7 +115,7 @@ def create_report(sessions: sessionmaker[Session], reads: Engine, user_id: str, 
     now = utcnow()
     try:
         with reads.connect() as conn:
-            report = conn.execute(_create_statement(), {
+            report = conn.execute(create_statement(order), {
                 "id": uuid.uuid4(), "user_id": uid, "type": report_type, "params": params, "status": c.QUEUED,
                 "progress": 0.0, "created_at": now, "rung_at": now, "idempotency_key": idempotency_key,
                 "request_hash": fingerprint, "max_active": max_active}).first()
