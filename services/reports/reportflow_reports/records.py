@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import uuid
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import Insert, Row, Select, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
@@ -144,23 +145,29 @@ def list_reports(sessions: sessionmaker[Session], user_id: str, status: str | No
     return rows, ((rows[-1].created_at, rows[-1].id) if more else None)
 
 
-def cancel_or_delete(sessions: sessionmaker[Session], report: Report,
-                     retention: timedelta) -> tuple[str, PendingEvent | None]:
-    """What DELETE did: 'cancelled' (was queued; kept for `retention`, with its report.cancelled event,
+class Deletion(NamedTuple):
+    """What DELETE did: 'cancelled' (was queued; kept for the retention, with its report.cancelled `event`,
     committed in the same transaction for the caller to publish), 'cancel_requested' (running: the worker
-    stops it) or 'deleted' (finished or expired: the caller removes its file, if it still has one). Guarded
-    updates decide races with the worker."""
+    stops it) or 'deleted' (finished or expired: the caller removes its file, `storage_key`, if it had one)."""
+    outcome: str
+    event: PendingEvent | None = None
+    storage_key: str | None = None
+
+
+def cancel_or_delete(sessions: sessionmaker[Session], report: Report | Row, retention: timedelta) -> Deletion:
+    """Cancel or delete `report`, as its row is now: guarded updates decide races with the worker, and the
+    file to remove is the deleted row's (the report may have finished since `report` was read)."""
     with transaction(sessions) as s:
         now = utcnow()
         cancelled = s.scalar(update(Report).where(Report.id == report.id, Report.status == c.QUEUED).values(
             status=c.CANCELLED, finished_at=now, expires_at=now + retention, progress=report.progress)
             .returning(Report))
         if cancelled is not None:
-            return "cancelled", PendingEvent.of(add_terminal_event(s, cancelled))
+            return Deletion("cancelled", PendingEvent.of(add_terminal_event(s, cancelled)))
         done = s.execute(update(Report).where(Report.id == report.id, Report.status == c.RUNNING).values(
             cancel_requested=True)).rowcount
         if done:
-            return "cancel_requested", None
-        s.execute(Report.__table__.delete().where(Report.id == report.id,
-                                                   Report.status.in_(c.FINISHED_STATUSES)))
-        return "deleted", None
+            return Deletion("cancel_requested")
+        storage_key = s.scalar(REPORTS.delete().where(
+            REPORTS.c.id == report.id, REPORTS.c.status.in_(c.FINISHED_STATUSES)).returning(REPORTS.c.storage_key))
+        return Deletion("deleted", storage_key=storage_key)

@@ -117,13 +117,13 @@ def download(report_id: str):
 def delete(report_id: str):
     ctx = _ctx()
     report = _owned_or_404(report_id)
-    outcome, event = records.cancel_or_delete(ctx.sessions, report, ctx.settings.report_retention)
-    ctx.metrics.deletes.labels(outcome).inc()
-    if event is not None:
-        OutboxPublisher(ctx.sessions, ctx.events).publish_after_commit(event)
-    elif outcome == "deleted" and report.storage_key:
-        ctx.storage.delete(report.storage_key)
-    log.info("report delete", extra={"outcome": outcome})
+    done = records.cancel_or_delete(ctx.sessions, report, ctx.settings.report_retention)
+    ctx.metrics.deletes.labels(done.outcome).inc()
+    if done.event is not None:
+        OutboxPublisher(ctx.sessions, ctx.events).publish_after_commit(done.event)
+    elif done.storage_key:  # the deleted row's: it may have finished after `report` was read
+        ctx.storage.delete(done.storage_key)
+    log.info("report delete", extra={"outcome": done.outcome})
     return "", 204
 
 
