@@ -34,7 +34,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from . import contracts as c
 from .db import Report
@@ -142,17 +141,16 @@ def _positions_statement(order: str) -> Select:
     return select(ranked.c.id, ranked.c.place).where(ranked.c.id == any_(ids))
 
 
-def queue_positions(bind: Engine | Connection | sessionmaker[Session], order: str,
-                    report_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+def queue_positions(bind: Engine | Connection, order: str, report_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     """The 1-based place of each of these queued reports in the run order (absent: not runnable). `bind`: an
-    engine (the reports service passes its AUTOCOMMIT one: one round trip), a connection or a session factory."""
+    engine (the reports service passes its AUTOCOMMIT one: one round trip) or a connection."""
     if not report_ids:
         return {}
     statement, params = _positions_statement(order), {"ids": report_ids}
     if isinstance(bind, Connection):
         rows = bind.execute(statement, params).all()
     else:
-        with bind.connect() if isinstance(bind, Engine) else bind() as conn:
+        with bind.connect() as conn:
             rows = conn.execute(statement, params).all()
     return {report_id: place for report_id, place in rows}
 
