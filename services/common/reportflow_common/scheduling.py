@@ -89,8 +89,8 @@ def active_jobs() -> ColumnElement[bool]:
 
 def queue_counts(created_at: ColumnElement, report_id: ColumnElement) -> Select:
     """Per user with active jobs: `running` jobs, `queued` runnable ones, and those of them `ahead` of a job
-    created at (`created_at`, `report_id`), oldest first. One aggregate over the active rows: what
-    `newcomer_place` needs, and with `func.count()` added, each user's active jobs."""
+    created at (`created_at`, `report_id`), oldest first: what `newcomer_place` needs, in one aggregate over
+    the active rows."""
     runnable = and_(Report.status == c.QUEUED, Report.cancel_requested.is_(False))
     older = tuple_(Report.created_at, Report.id) < tuple_(created_at, report_id)
     return (select(Report.user_id, func.count().filter(Report.status == c.RUNNING).label("running"),

@@ -15,7 +15,7 @@ from reportflow_common import contracts as c
 from reportflow_common.db import Report, transaction, utcnow
 from reportflow_common.outbox import PendingEvent, add_terminal_event
 from reportflow_common.problems import Problem
-from reportflow_common.scheduling import newcomer_place, queue_counts, queue_position_of
+from reportflow_common.scheduling import active_jobs, newcomer_place, queue_counts, queue_position_of
 
 # The hot paths (GET and POST of one report) are Core statements built once per process and run on an
 # AUTOCOMMIT connection: one round trip each (no BEGIN, no ROLLBACK or COMMIT of their own), and no ORM
@@ -33,15 +33,17 @@ def _owned_statement(order: str | None) -> Select:
 @functools.cache
 def create_statement(order: str) -> Insert:
     """Insert a queued report only while its user has fewer than `max_active` queued or running ones, and
-    return it with its `queue_position` in `order`: one aggregate over the active jobs (as they were before
-    this one) for both, and the insert, in one statement (no row back means the limit was reached)."""
+    return it with its `queue_position` in `order`, in one statement (no row back means the limit was reached).
+    The limit counts that user's rows only; the place, counted over every active job (as they were before this
+    one), is computed only for a row inserted (PostgreSQL evaluates a CTE when it is read), so a 429 stays
+    cheap whatever the backlog."""
     names = ("id", "user_id", "type", "params", "status", "progress", "created_at", "rung_at", "idempotency_key",
              "request_hash")
     params = {name: bindparam(name, type_=REPORTS.c[name].type) for name in names}
-    counts = queue_counts(params["created_at"], params["id"]).add_columns(func.count().label("active")).cte("counts")
-    active = select(counts.c.active).where(counts.c.user_id == params["user_id"]).scalar_subquery()
-    values = select(*params.values()).where(func.coalesce(active, 0) < bindparam("max_active"))
-    place = newcomer_place(order, counts, params["user_id"])
+    active = select(func.count()).select_from(REPORTS).where(
+        REPORTS.c.user_id == params["user_id"], active_jobs()).scalar_subquery()
+    values = select(*params.values()).where(active < bindparam("max_active"))
+    place = newcomer_place(order, queue_counts(params["created_at"], params["id"]).cte("counts"), params["user_id"])
     return insert(REPORTS).from_select(list(names), values).returning(*REPORTS.c, place.label("queue_position"))
 
 
