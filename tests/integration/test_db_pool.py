@@ -63,12 +63,17 @@ def test_a_prepared_statement_answers_as_the_statement_does_and_again_on_a_new_c
                                                                                           monkeypatch):
     """Prepared once per connection: the same rows as the statement run directly; a connection that died and was
     replaced prepares again instead of failing with 'prepared statement does not exist'."""
-    from sqlalchemy import column, select, values
+    from sqlalchemy import column, insert, literal, select, values
 
     pairs = values(column("n"), column("word"), name="pairs").data([(1, "one"), (2, "two"), (3, "50%")])
     statement = select(pairs.c.word).where(pairs.c.n == db.argument(1, "int"), pairs.c.word != "three")
     prepared = db.Prepared("test_pairs", statement, ("int",))
     assert "'three'" in prepared.prepare  # literals stay literals: the plan is made for them
+    users = db.User.__table__  # SQLAlchemy leaves the values in an INSERT's RETURNING unrendered: refused
+    unrendered = insert(users).from_select(["email"], select(db.argument(1, "text"))).returning(
+        users.c.id, select(literal(7) + 1).scalar_subquery())
+    with pytest.raises(ValueError, match="literal"):
+        db.Prepared("test_unrendered", unrendered, ("text",))
     assert [prepared.first(engine, n) for n in (1, 2, 3, 4)] == [("one",), ("two",), ("50%",), None]
     with engine.connect() as conn:  # the pool's one connection: prepared once, by its first use
         assert conn.execute(text("SELECT count(*) FROM pg_prepared_statements WHERE name = 'test_pairs'")

@@ -188,12 +188,15 @@ class Prepared:
     disconnects and the pool behave as for any statement, and a replaced connection prepares again (its
     `info` starts empty). `statement` takes its arguments as `argument(n, type)` and every other value as a
     literal, so the plan is made for them (a partial index on `status = 'queued'` still applies). Rows hold
-    what psycopg2 returns (a uuid column as str)."""
+    what psycopg2 returns (a uuid column as str). For SELECT and UPDATE: SQLAlchemy renders an INSERT's
+    Python-side defaults, CTEs and RETURNING subqueries without their values."""
 
     def __init__(self, name: str, statement: Executable, argument_types: tuple[str, ...]):
         assert name.isidentifier()
         self.name = name
         sql = str(statement.compile(dialect=psycopg2.dialect(), compile_kwargs={"literal_binds": True}))
+        if "%(" in sql:  # SQLAlchemy left a value unrendered (it does in an INSERT's CTE or RETURNING)
+            raise ValueError(f"{name}: every value but its arguments must render as a literal")
         self.prepare = f"PREPARE {name}({', '.join(argument_types)}) AS {sql}"
         self.execute = f"EXECUTE {name}({', '.join(['%s'] * len(argument_types))})"
 
