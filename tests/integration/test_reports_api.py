@@ -313,6 +313,39 @@ def test_delete_of_a_queued_report_cancels_it(reports_app, reports, alice, redis
     assert name == c.EVENT_CANCELLED and payload["report_id"] == report["id"] and payload["seq"] == last_seq + 1
 
 
+def test_a_report_that_finishes_while_delete_runs_has_its_file_deleted_with_it(reports, alice, infra, monkeypatch):
+    """DELETE reads the report (running: no file yet); the worker finishes it (file stored, row succeeded);
+    DELETE then deletes the finished row: the file it removes is the deleted row's, not the one read before."""
+    import psycopg2
+
+    from reportflow_common.storage import report_key
+    from reportflow_reports import records
+
+    def sql(statement: str, *args):
+        with psycopg2.connect(infra.postgres.url) as conn, conn.cursor() as cur:
+            cur.execute(statement, args)
+            found = cur.fetchall() if cur.description else None
+        conn.close()
+        return found
+
+    report = created(reports, alice)
+    sql("UPDATE reports SET status = 'running', started_at = now() WHERE id = %s", report["id"])
+    key, s3, read = report_key(alice.id, report["id"], ".xlsx"), infra.s3.client(), records.get_owned
+
+    def read_then_the_worker_finishes(*args, **kwargs):
+        row = read(*args, **kwargs)
+        assert row.status == c.RUNNING and row.storage_key is None
+        s3.put_object(Bucket=infra.s3.bucket, Key=key, Body=b"report")
+        sql("UPDATE reports SET status = 'succeeded', storage_key = %s, finished_at = now(), progress = 1 "
+            "WHERE id = %s", key, report["id"])
+        return row
+
+    monkeypatch.setattr(records, "get_owned", read_then_the_worker_finishes)
+    assert reports.delete(f"/v1/reports/{report['id']}", headers=alice.headers).status_code == 204
+    assert sql("SELECT id FROM reports WHERE id = %s", report["id"]) == []
+    assert s3.list_objects_v2(Bucket=infra.s3.bucket, Prefix=key)["KeyCount"] == 0  # not orphaned
+
+
 # Idempotency-Key
 
 def test_the_same_idempotency_key_and_body_return_the_same_report(reports, alice, broker):

@@ -150,32 +150,32 @@ def claim_all(sessions, order: str = scheduling.FAIR, max_cells: int | None = No
     return claimed
 
 
-def test_two_users_backlogs_interleave_and_positions_tell_that_order(sessions):
+def test_two_users_backlogs_interleave_and_positions_tell_that_order(engine, sessions):
     heavy, light = new_user(sessions), new_user(sessions)
     heavy_jobs = [queued(sessions, heavy, age_seconds=60 - i) for i in range(4)]  # all older than light's
     light_jobs = [queued(sessions, light, age_seconds=10 - i) for i in range(2)]
     expected = [heavy_jobs[0], light_jobs[0], heavy_jobs[1], light_jobs[1], heavy_jobs[2], heavy_jobs[3]]
-    positions = scheduling.queue_positions(sessions, scheduling.FAIR, heavy_jobs + light_jobs)
+    positions = scheduling.queue_positions(engine, scheduling.FAIR, heavy_jobs + light_jobs)
     assert sorted(positions, key=positions.get) == expected and sorted(positions.values()) == [1, 2, 3, 4, 5, 6]
     assert claim_all(sessions) == expected
 
 
-def test_a_user_with_fewer_jobs_running_goes_first_and_a_user_alone_takes_every_slot(sessions):
+def test_a_user_with_fewer_jobs_running_goes_first_and_a_user_alone_takes_every_slot(engine, sessions):
     heavy, light = new_user(sessions), new_user(sessions)
     for i in range(3):
         queued(sessions, heavy, age_seconds=60 - i)
     assert len(claim_all(sessions)) == 3  # alone: nothing holds a job back (work-conserving)
     waiting = [queued(sessions, heavy, age_seconds=30 - i) for i in range(2)]
     newcomer = queued(sessions, light)
-    assert scheduling.queue_positions(sessions, scheduling.FAIR, [newcomer, *waiting]) == {
+    assert scheduling.queue_positions(engine, scheduling.FAIR, [newcomer, *waiting]) == {
         newcomer: 1, waiting[0]: 2, waiting[1]: 3}
     assert claim_all(sessions) == [newcomer, *waiting]
 
 
-def test_fifo_keeps_arrival_order_across_users(sessions):
+def test_fifo_keeps_arrival_order_across_users(engine, sessions):
     heavy, light = new_user(sessions), new_user(sessions)
     jobs = [queued(sessions, heavy, age_seconds=60 - i) for i in range(3)] + [queued(sessions, light)]
-    assert scheduling.queue_positions(sessions, scheduling.FIFO, jobs) == {job: i + 1 for i, job in enumerate(jobs)}
+    assert scheduling.queue_positions(engine, scheduling.FIFO, jobs) == {job: i + 1 for i, job in enumerate(jobs)}
     assert claim_all(sessions, scheduling.FIFO) == jobs
 
 

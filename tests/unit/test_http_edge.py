@@ -137,3 +137,29 @@ def test_websocket_handshake_check(environ, status):
     with pytest.raises(Refusal) as refused:
         check_websocket_handshake(environ)
     assert refused.value.status == status
+
+
+def test_a_websocket_ending_in_an_error_is_counted_and_closed_quietly():
+    """Both ways a WebSocket enters Socket.IO (the guard and the edge) end through WEBSOCKET_ENDS_QUIETLY:
+    simple-websocket's StopIteration passes; another error (the peer went away mid-upgrade) is counted and
+    becomes StopIteration; what is not an Exception (gevent's GreenletExit, KeyboardInterrupt) passes too."""
+    from prometheus_client import REGISTRY
+
+    from reportflow_notifier.polling_guard import WEBSOCKET_ENDS_QUIETLY, polling_refusals
+
+    polling_refusals()  # registered on first use
+
+    def timeouts() -> float:
+        return REGISTRY.get_sample_value("reportflow_notifier_polling_refusals_total", {"reason": "websocket_timeout"})
+
+    before = timeouts()
+    with pytest.raises(StopIteration) as ended, WEBSOCKET_ENDS_QUIETLY:
+        raise OSError("the peer went away")
+    assert ended.value.__cause__ is None and ended.value.__suppress_context__
+    assert timeouts() == before + 1
+    for passing in (StopIteration(), KeyboardInterrupt()):
+        with pytest.raises(type(passing)), WEBSOCKET_ENDS_QUIETLY:
+            raise passing
+    with WEBSOCKET_ENDS_QUIETLY:
+        pass
+    assert timeouts() == before + 1

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    ColumnElement,
     DateTime,
     Float,
     ForeignKey,
@@ -19,12 +20,14 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    literal_column,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects.postgresql import JSONB, UUID, psycopg2
+from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.sql import Executable
 
 from .settings import Settings
 
@@ -170,6 +173,45 @@ def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:
                 cursor.execute("SELECT 1")
         except Exception as exc:
             raise DisconnectionError("pooled connection is dead") from exc  # the pool replaces it and retries
+
+
+def argument(position: int, pg_type: str) -> ColumnElement:
+    """The `position`-th argument (1-based) of a `Prepared` statement, in a statement built with SQLAlchemy."""
+    return literal_column(f"${position}::{pg_type}")
+
+
+class Prepared:
+    """A hot statement that PostgreSQL plans once per connection instead of at every execution: for the
+    read of one report with its queue position, planning the ranking cost more PostgreSQL CPU than running it
+    (bench/README.md, section `prepared`). psycopg2 has no API for server-side prepared statements, so this is
+    SQL's own PREPARE, sent on a connection's first use, and EXECUTE, both through SQLAlchemy: errors,
+    disconnects and the pool behave as for any statement, and a replaced connection prepares again (its
+    `info` starts empty). `statement` takes its arguments as `argument(n, type)` and every other value as a
+    literal, so the plan is made for them (a partial index on `status = 'queued'` still applies). Rows hold
+    what psycopg2 returns (a uuid column as str). For SELECT and UPDATE: SQLAlchemy renders an INSERT's
+    Python-side defaults, CTEs and RETURNING subqueries without their values."""
+
+    def __init__(self, name: str, statement: Executable, argument_types: tuple[str, ...]):
+        assert name.isidentifier()
+        self.name = name
+        sql = str(statement.compile(dialect=psycopg2.dialect(), compile_kwargs={"literal_binds": True}))
+        if "%(" in sql:  # SQLAlchemy left a value unrendered (it does in an INSERT's CTE or RETURNING)
+            raise ValueError(f"{name}: every value but its arguments must render as a literal")
+        self.prepare = f"PREPARE {name}({', '.join(argument_types)}) AS {sql}"
+        self.execute = f"EXECUTE {name}({', '.join(['%s'] * len(argument_types))})"
+
+    def run(self, conn: Connection, *arguments) -> CursorResult:
+        """Run on `conn` (in its transaction, if it has one: a PREPARE outlives a rollback)."""
+        prepared = conn.connection.info.setdefault("prepared", set())
+        if self.name not in prepared:
+            conn.exec_driver_sql(self.prepare)
+            prepared.add(self.name)
+        return conn.exec_driver_sql(self.execute, arguments)
+
+    def first(self, engine: Engine, *arguments) -> Row | None:
+        """The first row, on a connection of its own (`engine` in AUTOCOMMIT: one round trip)."""
+        with engine.connect() as conn:
+            return self.run(conn, *arguments).first()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

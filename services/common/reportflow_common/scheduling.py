@@ -14,10 +14,26 @@ from __future__ import annotations
 import functools
 import uuid
 
-from sqlalchemy import BigInteger, ColumnElement, Select, Subquery, any_, bindparam, case, cast, func, select
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    ColumnElement,
+    Integer,
+    ScalarSelect,
+    Select,
+    Subquery,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from . import contracts as c
 from .db import Report
@@ -64,6 +80,45 @@ def _run_order(order: str) -> tuple[Select, tuple]:
     return runnable.join(turns, turns.c.id == Report.id), (turns.c.turn, Report.created_at, Report.id)
 
 
+def active_jobs() -> ColumnElement[bool]:
+    """`status IN ('queued', 'running')` written out, as the partial index ix_reports_user_active is, instead
+    of a parameter list SQLAlchemy expands at every execution."""
+    assert all(status.isidentifier() for status in c.ACTIVE_STATUSES)
+    return Report.status.in_([literal_column(f"'{status}'") for status in c.ACTIVE_STATUSES])
+
+
+def queue_counts(created_at: ColumnElement, report_id: ColumnElement) -> Select:
+    """Per user with active jobs: `running` jobs, `queued` runnable ones, and those of them `ahead` of a job
+    created at (`created_at`, `report_id`), oldest first: what `newcomer_place` needs, in one aggregate over
+    the active rows."""
+    runnable = and_(Report.status == c.QUEUED, Report.cancel_requested.is_(False))
+    older = tuple_(Report.created_at, Report.id) < tuple_(created_at, report_id)
+    return (select(Report.user_id, func.count().filter(Report.status == c.RUNNING).label("running"),
+                   func.count().filter(runnable).label("queued"), func.count().filter(runnable, older).label("ahead"))
+            .where(active_jobs()).group_by(Report.user_id))
+
+
+def newcomer_place(order: str, counts: CTE, user_id: ColumnElement) -> ScalarSelect:
+    """The place in the run order of a job being inserted for `user_id`, from the `queue_counts` (for that job's
+    created_at and id) of the table without it, so the same statement can insert it and tell its place. The
+    same order as `_run_order`, counted instead of ranked: no window over the whole queue.
+
+    Fair: the newcomer's turn is T = running + ahead + 1 of its user. Another user's jobs have turns running + 1,
+    running + 2, ...: those below T all run before it, and the one at T (its place among that user's jobs:
+    T - running) only if it is older, i.e. if T - running <= ahead. So that user has
+    max(0, min(ahead, T - running), min(queued, T - 1 - running)) jobs before it; the formula gives the
+    newcomer's own user `ahead` (its older jobs), and its newer jobs (a concurrent insert with a later
+    created_at) come after it. Adding the newcomer moves no other user's turn."""
+    if order == FIFO:
+        before = counts.c.ahead
+    else:
+        mine = select(counts.c.running + counts.c.ahead + 1).where(counts.c.user_id == user_id).scalar_subquery()
+        turn = func.coalesce(mine, 1)
+        before = func.greatest(0, func.least(counts.c.ahead, turn - counts.c.running),
+                               func.least(counts.c.queued, turn - 1 - counts.c.running))
+    return select(cast(1 + func.coalesce(func.sum(before), 0), Integer)).scalar_subquery()
+
+
 def runnable_jobs(order: str = FAIR) -> Select:
     """Queued, not cancelled jobs (`Report.id`) in the order they are to run; the one place that decides it.
     Callers may filter further on `Report` (the lane: small jobs only)."""
@@ -86,17 +141,16 @@ def _positions_statement(order: str) -> Select:
     return select(ranked.c.id, ranked.c.place).where(ranked.c.id == any_(ids))
 
 
-def queue_positions(bind: Engine | Connection | sessionmaker[Session], order: str,
-                    report_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+def queue_positions(bind: Engine | Connection, order: str, report_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     """The 1-based place of each of these queued reports in the run order (absent: not runnable). `bind`: an
-    engine (the reports service passes its AUTOCOMMIT one: one round trip), a connection or a session factory."""
+    engine (the reports service passes its AUTOCOMMIT one: one round trip) or a connection."""
     if not report_ids:
         return {}
     statement, params = _positions_statement(order), {"ids": report_ids}
     if isinstance(bind, Connection):
         rows = bind.execute(statement, params).all()
     else:
-        with bind.connect() if isinstance(bind, Engine) else bind() as conn:
+        with bind.connect() as conn:
             rows = conn.execute(statement, params).all()
     return {report_id: place for report_id, place in rows}
 

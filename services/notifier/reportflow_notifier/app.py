@@ -98,18 +98,29 @@ class NotifierMetrics:
             self.token_refreshes.labels(outcome)
         for reason in ("unauthorized", "unavailable"):  # every series exists from the start, for rate()
             self.refused.labels(reason)
-        for event in REPORT_EVENTS:
-            self.delivered.labels(event)
-            self.received.labels(event)
-            self.latency.labels(event)
+        # Each event's series, looked up once: `labels()` per event was ~8 % of a notifier's delivery CPU.
+        self._by_event = {event: (self.delivered.labels(event), self.received.labels(event),
+                                  self.latency.labels(event)) for event in REPORT_EVENTS}
+
+    def _series(self, event: str):
+        """(delivered, received, latency) of `event`; the contract's events from the cache."""
+        return self._by_event.get(event) or (self.delivered.labels(event), self.received.labels(event),
+                                             self.latency.labels(event))
+
+    def count_delivered(self, event: str) -> None:
+        self._series(event)[0].inc()
+
+    def count_received(self, event: str) -> None:
+        self._series(event)[1].inc()
 
     def observe_live(self, event: str, payload: dict) -> None:
         """A live event was sent on a socket (replays are not timed: the client was away, not waiting)."""
-        self.delivered.labels(event).inc()
+        delivered, _received, latency = self._series(event)
+        delivered.inc()
         now = datetime.now(UTC)
         sent = _parse_time(payload.get("time"))
         if sent is not None:
-            self.latency.labels(event).observe(max(0.0, (now - sent).total_seconds()))
+            latency.observe(max(0.0, (now - sent).total_seconds()))
         created = _parse_time(payload.get("created_at")) if event == EVENT_SUCCEEDED else None
         if created is not None:
             self.create_to_notify.observe(max(0.0, (now - created).total_seconds()))
@@ -174,7 +185,7 @@ def create_app(settings: Settings) -> Flask:
         socketio.emit(event, payload, to=sid, namespace=SOCKETIO_NAMESPACE, ignore_queue=True)
 
     live = LiveDelivery(gate, _emit)
-    live.on_received = lambda event, _payload: metrics.received.labels(event).inc()
+    live.on_received = lambda event, _payload: metrics.count_received(event)
     live.on_delivered = lambda event, payload: metrics.resets.inc() if event == EVENT_RESET \
         else metrics.observe_live(event, payload)
     live.on_gap = lambda sid: socketio.start_background_task(_catch_up, sid)
@@ -265,7 +276,7 @@ def create_app(settings: Settings) -> Flask:
             if event == EVENT_RESET:
                 metrics.resets.inc()
                 continue
-            metrics.delivered.labels(event).inc()
+            metrics.count_delivered(event)
             if payload["seq"] <= logged:
                 metrics.replayed.inc()
 

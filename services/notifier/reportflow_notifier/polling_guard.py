@@ -102,6 +102,28 @@ def check_websocket_handshake(environ) -> None:
         raise Refusal(400, c.INVALID_REQUEST, "Sec-WebSocket-Key must be 16 bytes in base64.", "malformed")
 
 
+class _WebSocketEnding:
+    """How a WebSocket's request ends under gunicorn: simple-websocket ends every one with StopIteration, which
+    passes; any other exception means the peer went silent or away mid-upgrade (engine.io fails reading
+    nothing), and is counted, logged and turned into StopIteration: the connection is no HTTP one any more, so
+    it is closed and nothing is said. A context manager rather than a function around the call, so that no
+    frame of its own stays on a parked WebSocket's stack: `__enter__` has returned before the socket parks."""
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, _traceback) -> bool:
+        if kind is None or issubclass(kind, StopIteration) or not issubclass(kind, Exception):
+            return False
+        polling_refusals().labels("websocket_timeout").inc()
+        log.info("websocket ended abnormally", extra={"error": kind.__name__})
+        raise StopIteration from None
+
+
+WEBSOCKET_ENDS_QUIETLY = _WebSocketEnding()
+
+
 class PollingGuard:
     """WSGI middleware wrapping Flask-SocketIO's; `eio` is the engine.io server (for its documented
     `get_session` and the limits it was configured with)."""
@@ -160,14 +182,8 @@ class PollingGuard:
         if sock is None:
             return self._rewritten(environ, start_response)
         sock.settimeout(self.poll_seconds)
-        try:
+        with WEBSOCKET_ENDS_QUIETLY:
             return self._rewritten(environ, start_response)
-        except StopIteration:  # how simple-websocket ends every WebSocket under gunicorn
-            raise
-        except Exception as exc:  # the peer went silent or away mid-upgrade; engine.io fails reading nothing
-            polling_refusals().labels("websocket_timeout").inc()
-            log.info("websocket ended abnormally", extra={"error": type(exc).__name__})
-            raise StopIteration from None  # the connection is no HTTP one any more: close it, say nothing
 
     def _read_body(self, environ) -> bytes:
         try:
@@ -283,14 +299,8 @@ def upgrades_first(chain, guard: PollingGuard):
                 return lambda _data: None  # the body is replaced below
             return start_response(status, with_request_id(headers, request_id), exc_info)
 
-        try:
+        with WEBSOCKET_ENDS_QUIETLY:
             result = sockets(environ, start)
-        except StopIteration:  # how simple-websocket ends every WebSocket under gunicorn
-            raise
-        except Exception as exc:  # the peer went silent or away mid-upgrade; engine.io fails reading nothing
-            polling_refusals().labels("websocket_timeout").inc()
-            log.info("websocket ended abnormally", extra={"error": type(exc).__name__})
-            raise StopIteration from None  # the connection is no HTTP one any more: close it, say nothing
         if not engineio_refused:
             return result
         return _engineio_refusal(lambda status, headers: start_response(status, with_request_id(headers, request_id)),

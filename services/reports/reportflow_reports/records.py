@@ -4,17 +4,18 @@ from __future__ import annotations
 import functools
 import uuid
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import Insert, Row, Select, and_, bindparam, func, insert, literal_column, or_, select, update
+from sqlalchemy import Insert, Row, Select, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
-from reportflow_common.db import Report, transaction, utcnow
+from reportflow_common.db import Prepared, Report, argument, transaction, utcnow
 from reportflow_common.outbox import PendingEvent, add_terminal_event
 from reportflow_common.problems import Problem
-from reportflow_common.scheduling import queue_position_of
+from reportflow_common.scheduling import active_jobs, newcomer_place, queue_counts, queue_position_of
 
 # The hot paths (GET and POST of one report) are Core statements built once per process and run on an
 # AUTOCOMMIT connection: one round trip each (no BEGIN, no ROLLBACK or COMMIT of their own), and no ORM
@@ -22,31 +23,36 @@ from reportflow_common.scheduling import queue_position_of
 REPORTS = Report.__table__
 
 
-def _active_statuses():
-    """`status IN ('queued', 'running')` written out, as the partial index ix_reports_user_active is, instead
-    of a parameter list SQLAlchemy expands at every execution."""
-    assert all(status.isidentifier() for status in c.ACTIVE_STATUSES)
-    return REPORTS.c.status.in_([literal_column(f"'{status}'") for status in c.ACTIVE_STATUSES])
+@functools.cache
+def _owned_statement() -> Select:
+    """One report of one user."""
+    return select(REPORTS).where(REPORTS.c.id == bindparam("id"), REPORTS.c.user_id == bindparam("user_id"))
 
 
 @functools.cache
-def _owned_statement(order: str | None) -> Select:
-    """One report of one user; with `order`, also its `queue_position` in that run order."""
-    columns = [REPORTS] if order is None else [REPORTS, queue_position_of(order, REPORTS.c.id).label("queue_position")]
-    return select(*columns).where(REPORTS.c.id == bindparam("id"), REPORTS.c.user_id == bindparam("user_id"))
+def _owned_with_position(order: str) -> Prepared:
+    """One report of one user with its `queue_position` in the run order `order`: what GET /v1/reports/{id}
+    reads, prepared (planning the ranking cost PostgreSQL more than running it)."""
+    statement = select(REPORTS, queue_position_of(order, REPORTS.c.id).label("queue_position")).where(
+        REPORTS.c.id == argument(1, "uuid"), REPORTS.c.user_id == argument(2, "uuid"))
+    return Prepared(f"report_owned_{order}", statement, ("uuid", "uuid"))
 
 
 @functools.cache
-def _create_statement() -> Insert:
-    """Insert a queued report only while its user has fewer than `max_active` queued or running ones: the
-    count and the insert in one statement (no row back means the limit was reached)."""
-    active = select(func.count()).select_from(REPORTS).where(
-        REPORTS.c.user_id == bindparam("user_id"), _active_statuses()).scalar_subquery()
+def create_statement(order: str) -> Insert:
+    """Insert a queued report only while its user has fewer than `max_active` queued or running ones, and
+    return it with its `queue_position` in `order`, in one statement (no row back means the limit was reached).
+    The limit counts that user's rows only; the place, counted over every active job (as they were before this
+    one), is computed only for a row inserted (PostgreSQL evaluates a CTE when it is read), so a 429 stays
+    cheap whatever the backlog."""
     names = ("id", "user_id", "type", "params", "status", "progress", "created_at", "rung_at", "idempotency_key",
              "request_hash")
-    values = select(*(bindparam(name, type_=REPORTS.c[name].type) for name in names)).where(
-        active < bindparam("max_active"))
-    return insert(REPORTS).from_select(list(names), values).returning(*REPORTS.c)
+    params = {name: bindparam(name, type_=REPORTS.c[name].type) for name in names}
+    active = select(func.count()).select_from(REPORTS).where(
+        REPORTS.c.user_id == params["user_id"], active_jobs()).scalar_subquery()
+    values = select(*params.values()).where(active < bindparam("max_active"))
+    place = newcomer_place(order, queue_counts(params["created_at"], params["id"]).cte("counts"), params["user_id"])
+    return insert(REPORTS).from_select(list(names), values).returning(*REPORTS.c, place.label("queue_position"))
 
 
 def report_json(r: Report, queue_position: int | None = None) -> dict:
@@ -78,12 +84,14 @@ def _iso(value: datetime | None) -> str | None:
 def get_owned(reads: Engine, user_id: str, report_id: uuid.UUID | None,
               position_order: str | None = None) -> Row | None:
     """The caller's report (a row with a Report's attributes), or None: another user's report is
-    indistinguishable from a missing one. With `position_order` the row also has `queue_position`.
-    `reads` is an AUTOCOMMIT engine."""
+    indistinguishable from a missing one. With `position_order` the row also has `queue_position` (and,
+    read by a prepared statement, its uuid columns as str). `reads` is an AUTOCOMMIT engine."""
     if report_id is None:
         return None
+    if position_order is not None:
+        return _owned_with_position(position_order).first(reads, str(report_id), str(uuid.UUID(user_id)))
     with reads.connect() as conn:
-        return conn.execute(_owned_statement(position_order), {"id": report_id, "user_id": uuid.UUID(user_id)}).first()
+        return conn.execute(_owned_statement(), {"id": report_id, "user_id": uuid.UUID(user_id)}).first()
 
 
 def find_idempotent(sessions: sessionmaker[Session], user_id: str, key: str) -> Report | None:
@@ -102,9 +110,11 @@ def earlier_answer(sessions: sessionmaker[Session], user_id: str, key: str | Non
 
 
 def create_report(sessions: sessionmaker[Session], reads: Engine, user_id: str, report_type: str, params: dict,
-                  idempotency_key: str | None, fingerprint: str, max_active: int) -> tuple[Report | Row | None, bool]:
+                  idempotency_key: str | None, fingerprint: str, max_active: int,
+                  order: str) -> tuple[Report | Row | None, bool]:
     """Insert a queued report, committed, unless the user already has `max_active` queued or running ones;
-    (report, created), (None, False) at the limit. Losing a race for the same Idempotency-Key returns the
+    (report, created), (None, False) at the limit. A created report is a row with its `queue_position` in
+    `order` as well. Losing a race for the same Idempotency-Key returns the
     winner's report (created=False). `rung_at` says its doorbell is being rung now: if that fails, or this
     process dies first, the worker's reconciler rings for it later. `reads` is an AUTOCOMMIT engine: the
     insert is one statement, its own transaction."""
@@ -118,7 +128,7 @@ def create_report(sessions: sessionmaker[Session], reads: Engine, user_id: str, 
     now = utcnow()
     try:
         with reads.connect() as conn:
-            report = conn.execute(_create_statement(), {
+            report = conn.execute(create_statement(order), {
                 "id": uuid.uuid4(), "user_id": uid, "type": report_type, "params": params, "status": c.QUEUED,
                 "progress": 0.0, "created_at": now, "rung_at": now, "idempotency_key": idempotency_key,
                 "request_hash": fingerprint, "max_active": max_active}).first()
@@ -147,23 +157,29 @@ def list_reports(sessions: sessionmaker[Session], user_id: str, status: str | No
     return rows, ((rows[-1].created_at, rows[-1].id) if more else None)
 
 
-def cancel_or_delete(sessions: sessionmaker[Session], report: Report,
-                     retention: timedelta) -> tuple[str, PendingEvent | None]:
-    """What DELETE did: 'cancelled' (was queued; kept for `retention`, with its report.cancelled event,
+class Deletion(NamedTuple):
+    """What DELETE did: 'cancelled' (was queued; kept for the retention, with its report.cancelled `event`,
     committed in the same transaction for the caller to publish), 'cancel_requested' (running: the worker
-    stops it) or 'deleted' (finished or expired: the caller removes its file, if it still has one). Guarded
-    updates decide races with the worker."""
+    stops it) or 'deleted' (finished or expired: the caller removes its file, `storage_key`, if it had one)."""
+    outcome: str
+    event: PendingEvent | None = None
+    storage_key: str | None = None
+
+
+def cancel_or_delete(sessions: sessionmaker[Session], report: Report | Row, retention: timedelta) -> Deletion:
+    """Cancel or delete `report`, as its row is now: guarded updates decide races with the worker, and the
+    file to remove is the deleted row's (the report may have finished since `report` was read)."""
     with transaction(sessions) as s:
         now = utcnow()
         cancelled = s.scalar(update(Report).where(Report.id == report.id, Report.status == c.QUEUED).values(
             status=c.CANCELLED, finished_at=now, expires_at=now + retention, progress=report.progress)
             .returning(Report))
         if cancelled is not None:
-            return "cancelled", PendingEvent.of(add_terminal_event(s, cancelled))
+            return Deletion("cancelled", PendingEvent.of(add_terminal_event(s, cancelled)))
         done = s.execute(update(Report).where(Report.id == report.id, Report.status == c.RUNNING).values(
             cancel_requested=True)).rowcount
         if done:
-            return "cancel_requested", None
-        s.execute(Report.__table__.delete().where(Report.id == report.id,
-                                                   Report.status.in_(c.FINISHED_STATUSES)))
-        return "deleted", None
+            return Deletion("cancel_requested")
+        storage_key = s.scalar(REPORTS.delete().where(
+            REPORTS.c.id == report.id, REPORTS.c.status.in_(c.FINISHED_STATUSES)).returning(REPORTS.c.storage_key))
+        return Deletion("deleted", storage_key=storage_key)

@@ -64,14 +64,14 @@ def create():
     if earlier is not None:  # a retried request: answer it again, whatever the active-job limit
         return _created(earlier, 200)
     report, created = records.create_report(ctx.sessions, ctx.reads, user_id, report_type, params, key, fingerprint,
-                                            ctx.settings.max_active_reports_per_user)
+                                            ctx.settings.max_active_reports_per_user, ctx.settings.job_order)
     if report is None:
         raise Problem(429, c.RATE_LIMITED, "Too many reports are queued or running; wait for one to finish.",
                       headers={"Retry-After": "10"})
     if not created:
         return _created(report, 200)
     report_id_var.set(str(report.id))
-    body = _as_json([report])[0]  # its place before a worker can take it
+    body = records.report_json(report, report.queue_position)  # its place before a worker can take it
     try:  # the committed row is the job; the message only wakes a worker up
         ring_doorbell(ctx.celery, str(report.id), doorbell_queue(report_type, params, ctx.settings.lane_max_cells))
     except Exception as exc:  # the job stays queued: the worker's reconciler rings for it once the broker is back
@@ -116,13 +116,13 @@ def download(report_id: str):
 def delete(report_id: str):
     ctx = _ctx()
     report = _owned_or_404(report_id)
-    outcome, event = records.cancel_or_delete(ctx.sessions, report, ctx.settings.report_retention)
-    ctx.metrics.deletes.labels(outcome).inc()
-    if event is not None:
-        OutboxPublisher(ctx.sessions, ctx.events).publish_after_commit(event)
-    elif outcome == "deleted" and report.storage_key:
-        ctx.storage.delete(report.storage_key)
-    log.info("report delete", extra={"outcome": outcome})
+    done = records.cancel_or_delete(ctx.sessions, report, ctx.settings.report_retention)
+    ctx.metrics.deletes.labels(done.outcome).inc()
+    if done.event is not None:
+        OutboxPublisher(ctx.sessions, ctx.events).publish_after_commit(done.event)
+    elif done.storage_key:  # the deleted row's: it may have finished after `report` was read
+        ctx.storage.delete(done.storage_key)
+    log.info("report delete", extra={"outcome": done.outcome})
     return "", 204
 
 

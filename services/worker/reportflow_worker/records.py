@@ -12,6 +12,7 @@ transaction.
 """
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from sqlalchemy import Boolean, and_, case, func, literal_column, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
-from reportflow_common.db import Report, transaction, utcnow
+from reportflow_common.db import Prepared, Report, argument, transaction, utcnow
 from reportflow_common.outbox import PendingEvent, add_terminal_event, terminal_event
 from reportflow_common.scheduling import FAIR, FIFO, job_cells, runnable_jobs
 
@@ -37,35 +38,33 @@ def claim_next(sessions: sessionmaker[Session], lease_seconds: float, order: str
     `running` under a new attempt token and lease; None when there is none (a detached `Report`). SKIP LOCKED lets
     concurrent claims take different jobs instead of waiting for each other.
 
-    One statement, compiled once per process (`_claim_sql`) and sent as SQL text: building and compiling it
-    for every job was most of a claim's CPU in the worker (issue 14's profile)."""
+    One statement, built once per process and prepared once per connection (`_claim`): building and compiling
+    it for every job was most of a claim's CPU in the worker, and planning it most of PostgreSQL's (issue 14)."""
     with transaction(sessions) as s:
-        sql = _claim_sql(s.get_bind().dialect, order, max_cells is not None)
-        row = s.connection().exec_driver_sql(sql, {"token": str(uuid.uuid4()), "max_cells": max_cells,
-                                                   "lease": timedelta(seconds=lease_seconds)}).first()
+        arguments = (str(uuid.uuid4()), timedelta(seconds=lease_seconds))
+        claim = _claim(order, max_cells is not None)
+        row = claim.run(s.connection(), *arguments, *(() if max_cells is None else (max_cells,))).first()
     return None if row is None else _report_of(row)
 
 
 _REPORT_COLUMNS = tuple(Report.__table__.columns)
-_CLAIM_SQL: dict[tuple, str] = {}
 
 
-def _claim_sql(dialect, order: str, lane: bool) -> str:
-    """The claim as SQL text with three parameters (token, lease, max_cells) and every other value inline.
-    The order is still `runnable_jobs`', so the worker claims in the order the reports service tells."""
-    key = (dialect.name, order, lane)
-    if key not in _CLAIM_SQL:
-        candidates = runnable_jobs(order)
-        if lane:
-            candidates = candidates.where(job_cells() <= literal_column("__max_cells__"))
-        target = candidates.limit(1).with_for_update(skip_locked=True, of=Report).scalar_subquery()
-        statement = (update(Report).where(Report.id == target, Report.status == c.QUEUED)
-                     .values(status=c.RUNNING, attempt_token=literal_column("CAST(__token__ AS UUID)"),
-                             lease_expires_at=func.now() + literal_column("__lease__"),
-                             attempts=Report.attempts + 1, started_at=func.now(), progress=0.0)
-                     .returning(*_REPORT_COLUMNS))
-        _CLAIM_SQL[key] = _with_placeholders(statement, dialect, ("token", "lease", "max_cells"))
-    return _CLAIM_SQL[key]
+@functools.cache
+def _claim(order: str, lane: bool) -> Prepared:
+    """The claim, prepared, with arguments (token, lease[, max_cells]) and every other value inline. The order
+    is still `runnable_jobs`', so the worker claims in the order the reports service tells."""
+    candidates = runnable_jobs(order)
+    if lane:
+        candidates = candidates.where(job_cells() <= argument(3, "bigint"))
+    target = candidates.limit(1).with_for_update(skip_locked=True, of=Report).scalar_subquery()
+    statement = (update(Report).where(Report.id == target, Report.status == c.QUEUED)
+                 .values(status=c.RUNNING, attempt_token=argument(1, "uuid"),
+                         lease_expires_at=func.now() + argument(2, "interval"),
+                         attempts=Report.attempts + 1, started_at=func.now(), progress=0.0)
+                 .returning(*_REPORT_COLUMNS))
+    return Prepared(f"claim_{order}_lane" if lane else f"claim_{order}", statement,
+                    ("uuid", "interval", "bigint") if lane else ("uuid", "interval"))
 
 
 def _report_of(row) -> Report:
