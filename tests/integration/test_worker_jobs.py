@@ -290,16 +290,18 @@ def test_a_job_whose_worker_vanished_with_a_cancel_waiting_ends_cancelled(sessio
 
 
 def test_queued_jobs_without_a_message_are_rung_for_once_the_ring_is_old(sessions, user, reconciler, broker):
-    """Redis lost the queue, or the reports service died between its commit and the message."""
-    stale = [queued(sessions, user, age_seconds=60) for _ in range(3)]
+    """Redis lost the queue, or the reports service died between its commit and the message. Each job is rung
+    on the queue of its size, so the lane can still start a small one while the pool is busy."""
+    stale = [queued(sessions, user, age_seconds=60) for _ in range(2)]
+    large = queued(sessions, user, rows=100_000, age_seconds=60)  # 300,000 cells: more than the lane takes
     fresh = queued(sessions, user)  # its message may still be on its way: left alone
     never = queued(sessions, user, rung=False)  # created by a process that died before ringing
     assert reconciler.run_once()["rung"] == 4
-    assert broker.llen(c.REPORTS_QUEUE) == 4
+    assert (broker.llen(c.REPORTS_QUEUE), broker.llen(c.LANE_QUEUE)) == (1, 3)
     assert row(sessions, fresh).rung_at < row(sessions, stale[0]).rung_at
-    assert row(sessions, never).rung_at is not None
+    assert row(sessions, never).rung_at is not None and row(sessions, large).rung_at is not None
     assert reconciler.run_once()["rung"] == 0  # the broker holds a message per job now
-    broker.delete(c.REPORTS_QUEUE)
+    broker.delete(c.REPORTS_QUEUE, c.LANE_QUEUE)
     assert reconciler.run_once()["rung"] == 0  # lost again, but rung just now: not before REQUEUE_AFTER
 
 

@@ -120,8 +120,10 @@ class Reconciler:
         missing = queued - waiting
         if missing <= 0:
             return 0
-        ids = records.queued_to_ring(self.sessions, self.settings.requeue_after_seconds, limit=min(missing, 500))
-        rung = self._ring(ids)
+        by_queue: dict[str, list[uuid.UUID]] = {}
+        for job in records.queued_to_ring(self.sessions, self.settings.requeue_after_seconds, limit=min(missing, 500)):
+            by_queue.setdefault(doorbell_queue(job.type, job.params, self.settings.lane_max_cells), []).append(job.id)
+        rung = sum(self._ring(ids, queue) for queue, ids in by_queue.items())
         self.metrics.requeued.labels("doorbell_missing").inc(rung)
         return rung
 
@@ -133,9 +135,8 @@ class Reconciler:
                 pipe.llen(queue)
             return sum(pipe.execute())
 
-    def _ring(self, report_ids: list[uuid.UUID], queue: str = c.REPORTS_QUEUE) -> int:
-        """A job whose message may be lost rings `reports` (the pool can claim any job); one taken back, the
-        queue of its size."""
+    def _ring(self, report_ids: list[uuid.UUID], queue: str) -> int:
+        """Ring `queue` (the queue of these jobs' size) for each job; stops at the first the broker refuses."""
         rung = []
         for report_id in report_ids:
             try:

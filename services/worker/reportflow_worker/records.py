@@ -20,6 +20,7 @@ from datetime import timedelta
 from enum import Enum
 
 from sqlalchemy import Boolean, and_, case, func, literal_column, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
@@ -251,13 +252,14 @@ def count_queued(sessions: sessionmaker[Session]) -> int:
             Report.status == c.QUEUED, Report.cancel_requested.is_(False)))
 
 
-def queued_to_ring(sessions: sessionmaker[Session], rung_before_seconds: float, limit: int) -> list[uuid.UUID]:
-    """Queued jobs not rung for `rung_before_seconds` (or never), never-rung first, then oldest first."""
-    stale = runnable_jobs(FIFO).where((Report.rung_at.is_(None))
-                                  | (Report.rung_at < func.now() - timedelta(seconds=rung_before_seconds)))
+def queued_to_ring(sessions: sessionmaker[Session], rung_before_seconds: float, limit: int) -> list[Row]:
+    """Queued jobs not rung for `rung_before_seconds` (or never), never-rung first, then oldest first: rows of
+    (id, type, params), so each is rung on the queue of its size."""
+    stale = runnable_jobs(FIFO).add_columns(Report.type, Report.params).where(
+        (Report.rung_at.is_(None)) | (Report.rung_at < func.now() - timedelta(seconds=rung_before_seconds)))
     query = stale.order_by(None).order_by(Report.rung_at.asc().nulls_first(), Report.created_at, Report.id)
     with sessions() as s:
-        return list(s.scalars(query.limit(limit)))
+        return list(s.execute(query.limit(limit)))
 
 
 # Retention (the reconciler's too)
