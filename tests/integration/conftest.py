@@ -61,6 +61,23 @@ def broker_url(infra) -> str:
     return infra.redis.url.rsplit("/", 1)[0] + "/1"
 
 
+@pytest.fixture(scope="module")
+def engine(settings):
+    """The database of the module's own `settings` (the worker modules define theirs)."""
+    from reportflow_common.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def sessions(engine):
+    from reportflow_common.db import make_session_factory
+
+    return make_session_factory(engine)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def no_jobs_left_for_later_workers(infra):
     """Workers claim queued jobs from PostgreSQL, whatever rang: the jobs these tests leave queued or

@@ -20,18 +20,15 @@ from redis import Redis
 from sqlalchemy import update
 
 from reportflow_common import contracts as c
-from reportflow_common.db import Report, make_engine, make_session_factory, transaction, utcnow
-from reportflow_common.events import EventLog
+from reportflow_common.db import Report, transaction, utcnow
 from reportflow_common.migrate import downgrade, upgrade
-from reportflow_common.outbox import OutboxPublisher
-from reportflow_common.queue import make_celery
 from reportflow_common.settings import WORKER, load_settings
 from reportflow_common.storage import make_storage
 from reportflow_worker import records
-from reportflow_worker.jobs import WorkerContext, attempt_key, run_next_job
+from reportflow_worker.jobs import attempt_key, run_next_job
 from reportflow_worker.reconciler import Reconciler
-from reportflow_worker.shutdown import ShutdownClock
 from support.waiting import wait_until
+from support.worker_context import worker_context
 
 from .contract_checks import assert_problem
 
@@ -52,24 +49,9 @@ def settings(infra):
 
 
 @pytest.fixture(scope="module")
-def engine(settings):
-    engine = make_engine(settings.database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def sessions(engine):
-    return make_session_factory(engine)
-
-
-@pytest.fixture(scope="module")
 def ctx(settings, sessions):
     redis = Redis.from_url(settings.redis_url)
-    events = EventLog(redis, history_max=settings.event_history_max,
-                      history_ttl=settings.event_history_ttl_seconds)
-    yield WorkerContext(settings, sessions, redis, make_storage(settings), events, OutboxPublisher(sessions, events),
-                        make_celery(settings, "test-retention"), ShutdownClock(settings.graceful_timeout_seconds))
+    yield worker_context(settings, sessions, redis, "test-retention")
     redis.close()
 
 

@@ -14,17 +14,14 @@ from sqlalchemy import select, text, update
 
 from reportflow_common import contracts as c
 from reportflow_common import scheduling
-from reportflow_common.db import OutboxEvent, Report, User, make_engine, make_session_factory, transaction, utcnow
-from reportflow_common.events import EventLog
-from reportflow_common.outbox import OutboxPublisher
-from reportflow_common.queue import make_celery
+from reportflow_common.db import OutboxEvent, Report, User, transaction, utcnow
 from reportflow_common.settings import WORKER, load_settings
-from reportflow_common.storage import make_storage
 from reportflow_worker import records
 from reportflow_worker.jobs import Attempt, Heartbeat, WorkerContext, attempt_key, run_next_job
 from reportflow_worker.reconciler import LOCK_KEY, Reconciler
 from reportflow_worker.shutdown import ShutdownClock
 from support.waiting import wait_until
+from support.worker_context import worker_context
 
 WEEK = timedelta(days=7)
 
@@ -34,18 +31,6 @@ def settings(infra):
     broker = infra.redis.url.rsplit("/", 1)[0] + "/2"  # a broker database of this module's own
     return load_settings(WORKER, infra.base_env(BROKER_URL=broker, JOB_LEASE_SECONDS="3", MAX_JOB_ATTEMPTS="2",
                                                 REQUEUE_AFTER_SECONDS="5", PROGRESS_INTERVAL_SECONDS="0.01"))
-
-
-@pytest.fixture(scope="module")
-def engine(settings):
-    engine = make_engine(settings.database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def sessions(engine):
-    return make_session_factory(engine)
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +49,7 @@ def broker(settings):
 
 @pytest.fixture(scope="module")
 def ctx(settings, sessions, redis):
-    events = EventLog(redis, history_max=settings.event_history_max,
-                      history_ttl=settings.event_history_ttl_seconds)
-    return WorkerContext(settings, sessions, redis, make_storage(settings), events, OutboxPublisher(sessions, events),
-                         make_celery(settings, "test-worker"), ShutdownClock(settings.graceful_timeout_seconds))
+    return worker_context(settings, sessions, redis, "test-worker")
 
 
 @pytest.fixture(scope="module")
