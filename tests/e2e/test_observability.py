@@ -140,9 +140,10 @@ def run_scenario(api, stack, worker: ServerProcess, prom: Prometheus) -> dict:
         worker.signal_group(signal.SIGSTOP)  # jobs pile up in the broker queue
         try:
             small = [user.create({**SMALL, "seed": i}) for i in range(3)]
-            # one may sit in the stopped worker's pending read; the others wait in the list
-            wait_until(lambda: prom.value("max(reportflow_reports_queue_depth_messages)") >= 2, 20,
-                       "the queue depth to show the waiting jobs")
+            # small jobs ring the lane's queue, which the pool and the lane both read: one may sit in each
+            # stopped consumer's pending read, the third waits in the list
+            wait_until(lambda: prom.value('max(reportflow_reports_queue_depth_messages{queue="reports.lane"})') >= 1,
+                       20, "the queue depth to show the waiting jobs")
         finally:
             worker.signal_group(signal.SIGCONT)
         done = [sock.wait_for(_event("report.succeeded", r["id"]), 60, "report.succeeded")[1] for r in small]
