@@ -49,7 +49,12 @@ useradd -m newcomer
 cp -r /src /home/newcomer/reportflow && chown -R newcomer:newcomer /home/newcomer/reportflow
 echo "[inside] make up as $(runuser -u newcomer -- id -un), $(python3 -V)"
 cd /home/newcomer/reportflow
-runuser -u newcomer -- env HOME=/home/newcomer PIP_CERT="$PIP_CERT" UP_PORT="$UP_PORT" make up
+status=0
+runuser -u newcomer -- env HOME=/home/newcomer PIP_CERT="$PIP_CERT" UP_PORT="$UP_PORT" make up || status=$?
+# --full stops `make up` itself, then runs CI in this container with `podman exec`: the container must outlive
+# `make up` for that (when its main process ends, podman kills every exec'd process: exit 137 mid-CI)
+if [ -e /tmp/keep-container ]; then exec sleep infinity; fi
+exit "$status"
 INSIDE
 
 shared=()  # the team's shared folder sits beside the repository on CI machines too (the suite reads schemas there)
@@ -109,7 +114,9 @@ CLIENT
 
 if [ "$FULL" = 1 ]; then
   say "make up works; now CI=true bash .ci/run inside the same container (root, as CI runs)"
-  # Ctrl-C for `make up` (inside our own container, so finding it by name is safe), then wait for it to end.
+  # Ctrl-C for `make up` (inside our own container, so finding it by name is safe), then wait for it to end;
+  # the container stays up for CI (/tmp/keep-container, read by inside.sh).
+  podman exec "$name" touch /tmp/keep-container
   podman exec "$name" bash -c 'for p in /proc/[0-9]*; do tr "\0" " " < $p/cmdline 2>/dev/null | grep -q "bin/reportflow-up" && kill -INT ${p#/proc/}; done; for i in $(seq 60); do grep -qs reportflow-up /proc/[0-9]*/cmdline || exit 0; sleep 1; done' || true
   # Containers inside this container are out of reach (no nested podman): that part is switched off on purpose.
   podman exec -e CI=true -e REPORTFLOW_CONTAINER_TESTS=0 -e PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
