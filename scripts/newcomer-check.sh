@@ -119,6 +119,14 @@ if [ "$FULL" = 1 ]; then
   podman exec "$name" touch /tmp/keep-container
   podman exec "$name" bash -c 'for p in /proc/[0-9]*; do tr "\0" " " < $p/cmdline 2>/dev/null | grep -q "bin/reportflow-up" && kill -INT ${p#/proc/}; done; for i in $(seq 60); do grep -qs reportflow-up /proc/[0-9]*/cmdline || exit 0; sleep 1; done' || true
   # Containers inside this container are out of reach (no nested podman): that part is switched off on purpose.
+  # CI machines carry Python 3.13 under ~/.pyenv (MACHINE.md; no registry here serves it): lend the host's, as
+  # CI's `make test` requires a 3.13 run.
+  py313=$("$ROOT/scripts/find-python.sh" 3.13)
+  if [ -n "$py313" ]; then
+    home313=$(cd "$(dirname "$py313")/.." && pwd)
+    podman exec "$name" mkdir -p /root/.pyenv/versions
+    podman cp "$home313" "$name:/root/.pyenv/versions/$(basename "$home313")"
+  fi
   podman exec -e CI=true -e REPORTFLOW_CONTAINER_TESTS=0 -e PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     -w /home/newcomer/reportflow "$name" bash -c 'git config --global --add safe.directory "*"; bash .ci/run'
 fi
