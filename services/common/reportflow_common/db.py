@@ -183,7 +183,8 @@ def argument(position: int, pg_type: str) -> ColumnElement:
 class Prepared:
     """A hot statement that PostgreSQL plans once per connection instead of at every execution: for the
     read of one report with its queue position, planning the ranking cost more PostgreSQL CPU than running it
-    (bench/README.md, section `prepared`). psycopg2 has no API for server-side prepared statements, so this is
+    (bench/README.md, the quiet-machine section after one doorbell per job and
+    prepared statements). psycopg2 has no API for server-side prepared statements, so this is
     SQL's own PREPARE, sent on a connection's first use, and EXECUTE, both through SQLAlchemy: errors,
     disconnects and the pool behave as for any statement, and a replaced connection prepares again (its
     `info` starts empty). `statement` takes its arguments as `argument(n, type)` and every other value as a
