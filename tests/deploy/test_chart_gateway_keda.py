@@ -223,6 +223,11 @@ def test_the_worker_scales_on_its_celery_queue_with_keda(docs):
     assert [t["type"] for t in triggers] == ["redis", "redis"]
     assert [t["metadata"]["listName"] for t in triggers] == [REPORTS_QUEUE, LANE_QUEUE], \
         "the Celery queues the pool consumes (a small job rings only the lane's)"
+    # one wake-up message per queued job, in either queue: scale on their sum (two bare triggers give the max)
+    modifiers = scaled["spec"]["advanced"]["scalingModifiers"]
+    assert sorted(modifiers["formula"].replace(" ", "").split("+")) == sorted(t["name"] for t in triggers)
+    assert (modifiers["target"], modifiers["activationTarget"], modifiers["metricType"]) == \
+        (triggers[0]["metadata"]["listLength"], triggers[0]["metadata"]["activationListLength"], "AverageValue")
     (trigger, _) = triggers
     meta = trigger["metadata"]
     (redis_service,) = find(objects, "Service", f"{RELEASE}-redis")
