@@ -24,6 +24,14 @@ def infra(workdir):
         yield servers
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium under Playwright, one per test module that asks for it."""
+    from support.browser import chromium  # Playwright is imported only by the browser tests
+    with chromium() as b:
+        yield b
+
+
 DELIBERATE_SKIP = "switched off:"
 
 

@@ -24,7 +24,7 @@ import requests
 import yaml
 from e2e.test_browser import sessions
 from e2e.test_postman import newman, run_collection  # noqa: F401 (newman: the fixture)
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from containers.podman_kit import (
     CHART,
@@ -44,7 +44,7 @@ from containers.podman_kit import (
     wait_ready,
 )
 from reportflow_worker.builders.demo import TOTAL_LABEL
-from support.browser import ARGS, CHROMIUM, row, signed_in_page, start_report, toast, toasts
+from support.browser import row, signed_in_page, start_report, toast, toasts
 from support.clients import Api, SocketClient
 from support.ingress import Ingress
 from support.ingress import render as stand_in
@@ -240,14 +240,6 @@ def stand_ins(release):
     finally:
         for ingress in started.values():
             ingress.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def test_the_stand_ins_are_the_renders_routes_and_only_the_socket_is_sticky(release, stand_ins):

@@ -13,11 +13,9 @@ from collections import defaultdict
 import openpyxl
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from support.browser import (
-    ARGS,
-    CHROMIUM,
     S,
     new_context,
     open_page,
@@ -60,14 +58,6 @@ def site(stack):
     with start_site(stack, affinities=(True, False)) as s:
         s.sticky, s.plain = s.ingresses
         yield s
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def signed_in(browser, url: str, user, transports: list[str] | None, online: bool = True, on_response=None):

@@ -14,11 +14,9 @@ from datetime import datetime, timedelta
 import openpyxl
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from support.browser import (
-    ARGS,
-    CHROMIUM,
     PHONE,
     S,
     assert_accessible,
@@ -61,14 +59,6 @@ def failing_site(stack):
     """A worker of its own that cannot store files (its bucket does not exist): every job fails for real."""
     with start_site(stack, worker_env={"S3_BUCKET": "no-such-bucket", "WORKER_CONCURRENCY": "1"}) as s:
         yield s
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def api_report_requests(page) -> list[dict]:
