@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = Path("/work/shared/schemas/skaffold-v4beta14.json")
+SCHEMA = ROOT.parent / "shared" / "schemas" / "skaffold-v4beta14.json"  # the shared folder beside the repository
 SERVICES = ("auth", "reports", "worker", "notifier")
 TIMEOUT = 60
 
