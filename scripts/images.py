@@ -6,11 +6,12 @@
     python3 scripts/images.py --base-only     # only make sure the base image (or its stand-in) is there
     REPORTFLOW_IMAGE_TAG=ci-42 python3 scripts/images.py   # another tag (one checkout's images beside another's)
 
-Each image is services/<name>/Dockerfile with the repository root as context, built with --pull=never
-(nothing can be pulled here). The Dockerfiles start FROM python:3.11-slim-bookworm; when that image is not
-present locally, a stand-in with the same name is made from Debian bookworm with debootstrap, from the
-mirror apt uses. Prints each image's build time, its size and its size above the base (what the service
-adds: its /venv), against the targets in SIZE_TARGETS_MB. tests/containers imports podman_env() and ensure().
+Each image is services/Dockerfile with --build-arg SERVICE=<name> and the repository root as context,
+built with --pull=never (nothing can be pulled here). The Dockerfile starts FROM python:3.11-slim-bookworm;
+when that image is not present locally, a stand-in with the same name is made from Debian bookworm with
+debootstrap, from the mirror apt uses. Prints each image's build time, its size and its size above the base
+(what the service adds: its /venv), against the targets in SIZE_TARGETS_MB. tests/containers imports
+podman_env() and ensure().
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "services" / "Dockerfile"  # the four images', SERVICE (a build argument) picks one
 SERVICES = ("auth", "reports", "worker", "notifier")
 BASE = "docker.io/library/python:3.11-slim-bookworm"
 STAND_IN_LABEL = "org.reportflow.base-stand-in"
@@ -140,8 +142,8 @@ def image_id(name: str) -> str:
 def build(service: str) -> tuple[float, int]:
     """One image; unchanged sources hit the layer cache (a few seconds)."""
     start, previous = time.monotonic(), image_id(image(service))
-    run = podman("build", "--pull=never", "--quiet", "-t", image(service),
-                 "-f", str(ROOT / "services" / service / "Dockerfile"), str(ROOT), check=False)
+    run = podman("build", "--pull=never", "--quiet", "-t", image(service), "--build-arg", f"SERVICE={service}",
+                 "-f", str(DOCKERFILE), str(ROOT), check=False)
     if run.returncode:
         sys.exit(f"podman build of {service} failed:\n{run.stdout}{run.stderr}")
     seconds = time.monotonic() - start

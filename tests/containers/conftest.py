@@ -47,7 +47,7 @@ def podman():
                          f"{probe.stderr.strip()[-400:]}")
         try:
             images.ensure(missing_only=os.environ.get("REPORTFLOW_CONTAINER_IMAGES") == "present")
-        except SystemExit as exc:  # podman works, so a failed build is the Dockerfiles' fault
+        except SystemExit as exc:  # podman works, so a failed build is the Dockerfile's fault
             pytest.fail(f"building the images failed: {exc}")
         yield p
     finally:

@@ -211,7 +211,8 @@ def test_app_services_run_their_own_console_script(services, ours):
             assert command == ["/venv/bin/reportflow-migrate"] and "reportflow-migrate" in common
         else:
             assert command in (None, [f"/venv/bin/reportflow-{service}"]), name
-            assert services[name]["build"]["dockerfile"] == f"services/{service}/Dockerfile"
+            build = services[name]["build"]
+            assert build["dockerfile"] == "services/Dockerfile" and build["args"] == {"SERVICE": service}, name
         assert not services[name].get("entrypoint"), name
 
 

@@ -1,4 +1,7 @@
-"""The Dockerfiles, read without an engine: hadolint, the command each image runs, its user and its installs.
+"""The Dockerfile, read without an engine: hadolint, the command each image runs, its user and its installs.
+
+One file, services/Dockerfile, builds the four images: the build argument SERVICE picks the package and the
+final stage. The checks read it as the image of each service (SERVICE substituted), as a build would.
 
 The images themselves are built elsewhere (podman); these checks catch what would make a build or a pod wrong.
 """
@@ -23,6 +26,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("auth", "reports", "worker", "notifier")
 BASE_IMAGE = "python:3.11-slim-bookworm"
+DOCKERFILE = ROOT / "services" / "Dockerfile"
 
 
 def tool(name: str) -> str:
@@ -33,10 +37,14 @@ def tool(name: str) -> str:
     return found
 
 
-def instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) in order, with continuation lines joined and comments dropped."""
+def instructions(dockerfile: Path, service: str | None = None) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, with continuation lines joined and comments dropped; with a service,
+    the build argument SERVICE replaced by its name as in that service's build."""
     result, pending = [], ""
-    for raw in dockerfile.read_text().splitlines():
+    text = dockerfile.read_text()
+    if service is not None:
+        text = text.replace("${SERVICE}", service).replace("$SERVICE", service)
+    for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -49,14 +57,35 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return result
 
 
-def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
-    """The build stages, each starting with its FROM."""
+def stages(dockerfile: Path, service: str | None = None) -> list[list[tuple[str, str]]]:
+    """The build stages, each starting with its FROM (the global ARGs before the first FROM left out)."""
     found: list[list[tuple[str, str]]] = []
-    for keyword, args in instructions(dockerfile):
+    for keyword, args in instructions(dockerfile, service):
         if keyword == "FROM":
             found.append([])
-        found[-1].append((keyword, args))
+        if found:
+            found[-1].append((keyword, args))
     return found
+
+
+def stage_name(stage: list[tuple[str, str]]) -> str | None:
+    words = stage[0][1].split()
+    return words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+
+
+def image_of(service: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(the build stage, the final image's instructions) of the service's build: the final image is the last
+    stage together with the stages of this file it starts FROM, in order (as Docker and buildah chain them)."""
+    all_stages = stages(DOCKERFILE, service)
+    named = {stage_name(stage): stage for stage in all_stages if stage_name(stage)}
+    final, stage = [], all_stages[-1]
+    while True:
+        final[:0] = stage
+        parent = stage[0][1].split()[0]
+        if parent not in named:
+            break
+        stage = named[parent]
+    return all_stages[0], final
 
 
 def exec_form(args: str) -> list[str]:
@@ -77,15 +106,25 @@ def service(request) -> str:
 
 
 @pytest.fixture
-def dockerfile(service) -> Path:
-    path = ROOT / "services" / service / "Dockerfile"
-    assert path.is_file(), f"{path} is missing"
-    return path
+def build_stage(service) -> list[tuple[str, str]]:
+    return image_of(service)[0]
 
 
-def test_hadolint_passes(dockerfile):
+@pytest.fixture
+def final(service) -> list[tuple[str, str]]:
+    return image_of(service)[1]
+
+
+def test_one_dockerfile_for_the_four_images():
+    assert DOCKERFILE.is_file(), f"{DOCKERFILE} is missing"
+    assert sorted(ROOT.glob("services/**/*Dockerfile*")) == [DOCKERFILE], "one Dockerfile, SERVICE picks the image"
+    global_args = [args for keyword, args in instructions(DOCKERFILE)[:1] if keyword == "ARG"]
+    assert global_args == ["SERVICE"], "SERVICE without a default: a build must name its service"
+
+
+def test_hadolint_passes():
     # cwd=ROOT so a .hadolint.yaml (with the reasons for any ignored rule) would apply, as in CI.
-    run = subprocess.run([tool("hadolint"), "--no-color", "--failure-threshold", "warning", str(dockerfile)],
+    run = subprocess.run([tool("hadolint"), "--no-color", "--failure-threshold", "warning", str(DOCKERFILE)],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
 
@@ -99,10 +138,10 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path):
     assert run.returncode != 0 and "DL3013" in run.stdout, run.stdout + run.stderr
 
 
-def test_final_command_is_the_console_script(service, dockerfile):
+def test_final_command_is_the_console_script(service, final):
     script = console_script(service)
     assert script == f"reportflow-{service}"
-    final = dict(stages(dockerfile)[-1])  # the last ENTRYPOINT/CMD of the final stage wins
+    final = dict(final)  # the last ENTRYPOINT/CMD of the final image wins
     command = exec_form(final.get("ENTRYPOINT", "[]")) + exec_form(final.get("CMD", "[]"))
     assert command == [f"/venv/bin/{script}"]
     # The e2e tests start the services by the same script, so what they test is what the image runs.
@@ -115,18 +154,25 @@ def test_migrate_script_is_in_every_image():
     assert "reportflow-migrate" in scripts
 
 
-def test_final_stage_runs_as_numeric_non_root_user(dockerfile):
-    users = [args for keyword, args in stages(dockerfile)[-1] if keyword == "USER"]
+def test_final_stage_runs_as_numeric_non_root_user(final):
+    users = [args for keyword, args in final if keyword == "USER"]
     assert users, "the final stage sets no USER: it would run as root"
     uid, _, gid = users[-1].partition(":")
     # Numeric: the stand-in base has no useradd, and Kubernetes runAsNonRoot can only verify a number.
     assert uid.isdigit() and int(uid) != 0 and gid.isdigit() and int(gid) != 0, users[-1]  # not group root
 
 
-def test_every_stage_uses_the_pinned_base(dockerfile):
-    froms = [args.split()[0] for keyword, args in instructions(dockerfile) if keyword == "FROM"]
-    assert len(froms) >= 2, "multi-stage: build in one stage, copy /venv into the final one"
-    assert froms == [BASE_IMAGE] * len(froms)
+def test_every_stage_uses_the_pinned_base(service, final):
+    all_stages = stages(DOCKERFILE, service)
+    images, earlier = [], set()
+    for stage in all_stages:
+        parent = stage[0][1].split()[0]
+        if parent not in earlier:  # not a stage of this file: an image
+            images.append(parent)
+        earlier.add(stage_name(stage))
+    assert len(images) >= 2, "multi-stage: build in one stage, copy /venv into the final one"
+    assert images == [BASE_IMAGE] * len(images)
+    assert final[0] == ("FROM", f"{BASE_IMAGE} AS runtime"), "the final image starts from the base"
 
 
 def pip_installs(stage: list[tuple[str, str]]) -> list[tuple[int, list[str]]]:
@@ -141,10 +187,10 @@ def pip_installs(stage: list[tuple[str, str]]) -> list[tuple[int, list[str]]]:
     return found
 
 
-def test_build_stage_installs_dependencies_then_the_code_with_the_lock(service, dockerfile):
+def test_build_stage_installs_dependencies_then_the_code_with_the_lock(service, build_stage, final):
     """Two layers: the dependencies, from the packages' pyproject.toml alone (rebuilt only when one of them or
     the lock changes), then the code over them with --no-deps (rebuilt on every code change, in seconds)."""
-    build, final = stages(dockerfile)[0], stages(dockerfile)[-1]
+    build = build_stage
     runs = [args for keyword, args in build if keyword == "RUN"]
     assert "python3 -m venv /venv" in runs, "create the venv with python3 (official image and stand-in alike)"
     installs = pip_installs(build)
@@ -166,18 +212,56 @@ def test_build_stage_installs_dependencies_then_the_code_with_the_lock(service, 
     after = {args for i, args in copies if deps_at < i < code_at}
     assert after == {"services/common services/common", f"services/{service} services/{service}"}
     assert not [args for keyword, args in final if keyword == "RUN"], "the final stage only copies /venv"
+    # The steps before SERVICE is declared in the stage are the four builds' shared, cached layers.
+    arg_at = build.index(("ARG", "SERVICE"))
+    assert all(service not in args for _, args in build[:arg_at]) and arg_at < deps_at
 
 
-def test_no_pip_or_setuptools_reaches_the_final_stage(dockerfile):
+def test_no_pip_or_setuptools_reaches_the_final_stage(build_stage):
     """Nothing installs anything at run time: the build stage removes them from /venv after its last install,
     and the final stage copies /venv alone."""
-    build = stages(dockerfile)[0]
+    build = build_stage
     last_install = pip_installs(build)[-1][0]
     uninstall = [i for i, (keyword, args) in enumerate(build)
                  if keyword == "RUN" and re.search(r"/venv/bin/pip uninstall --yes .*\bpip setuptools$", args)]
     assert uninstall and uninstall[-1] >= last_install
     last_run = max(i for i, (keyword, _) in enumerate(build) if keyword == "RUN")
     assert uninstall[-1] == last_run, "no pip after it"
+
+
+def test_botocore_pruning_comes_with_the_dependencies():
+    """In the dependency layer's wake (cached with it), before the code: a code change keeps the pruned layer."""
+    build = stages(DOCKERFILE, "reports")[0]
+    (deps_at, _), (code_at, _) = pip_installs(build)
+    prune_at = [i for i, (keyword, args) in enumerate(build) if keyword == "RUN" and "botocore/data" in args]
+    first_code_copy = min(i for i, (keyword, args) in enumerate(build) if keyword == "COPY" and i > deps_at)
+    assert len(prune_at) == 1 and deps_at < prune_at[0] < first_code_copy < code_at
+
+
+@pytest.mark.parametrize("with_botocore", [True, False], ids=["reports-worker", "auth-notifier"])
+def test_botocore_pruning_keeps_s3_and_the_credential_chain_and_passes_without_botocore(tmp_path, with_botocore):
+    """The one pruning step runs in every service's build, by /bin/sh -c as a RUN does: where boto3 is installed
+    it removes botocore's other models, where it is not it does nothing and succeeds."""
+    [command] = [args for keyword, args in stages(DOCKERFILE, "reports")[0]
+                 if keyword == "RUN" and "botocore/data" in args]
+    assert command.count("/venv/") == 1
+    site = tmp_path / "venv/lib/python3.11/site-packages"
+    data = site / "botocore" / "data"
+    kept = {"s3", "sts", "sso", "sso-oidc", "signin"}
+    site.mkdir(parents=True)
+    if with_botocore:
+        for name in kept | {"ec2", "dynamodb", "s3control"}:
+            (data / name / "2006-03-01").mkdir(parents=True)
+            (data / name / "2006-03-01" / "service-2.json.gz").write_bytes(b"model")
+        (data / "endpoints.json").write_text("{}")
+    run = subprocess.run(["/bin/sh", "-c", command.replace("/venv/", f"{tmp_path}/venv/")],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    if with_botocore:
+        assert {p.name for p in data.iterdir()} == kept | {"endpoints.json"}
+        assert (data / "s3" / "2006-03-01" / "service-2.json.gz").is_file()
+    else:
+        assert [p.name for p in site.iterdir()] == []
 
 
 # --- each image carries only its own service's dependencies ---------------------------------------------
@@ -303,10 +387,8 @@ def test_common_keeps_its_heavy_dependencies_in_extras():
     assert set(project["optional-dependencies"]) == {"db", "storage", "queue", "api", "ratelimit"}
 
 
-def test_final_stage_copies_the_venv_and_sets_the_runtime_environment(dockerfile):
-    all_stages = stages(dockerfile)
-    build_name = all_stages[0][0][1].split()[-1]
-    final = all_stages[-1]
+def test_final_stage_copies_the_venv_and_sets_the_runtime_environment(build_stage, final):
+    build_name = stage_name(build_stage)
     assert ("COPY", f"--from={build_name} /venv /venv") in final
     env = {}
     for keyword, args in final:
@@ -315,9 +397,9 @@ def test_final_stage_copies_the_venv_and_sets_the_runtime_environment(dockerfile
     assert env.get("PYTHONUNBUFFERED") == "1"
     assert env.get("PROMETHEUS_MULTIPROC_DIR") == "/tmp/metrics"  # under the writable /tmp mount
     assert ("EXPOSE", "8000") in final
-    assert not [k for k, _ in instructions(dockerfile) if k == "HEALTHCHECK"], \
+    assert not [k for k, _ in instructions(DOCKERFILE) if k == "HEALTHCHECK"], \
         "no HEALTHCHECK: Kubernetes probes and compose healthchecks apply"
-    text = " ".join(args for _, args in instructions(dockerfile))  # comments may name them
+    text = " ".join(args for _, args in instructions(DOCKERFILE))  # comments may name them
     assert "useradd" not in text and "adduser" not in text and "/usr/local/bin" not in text, \
         "the Debian-built stand-in base has neither useradd nor /usr/local/bin/python"
 
@@ -366,9 +448,9 @@ def local_output(path: Path) -> bool:
     return any(p in ("__pycache__", "build", "dist") or p.endswith(".egg-info") for p in path.parts)
 
 
-def test_dockerignore_keeps_everything_the_images_copy(dockerfile):
+def test_dockerignore_keeps_everything_the_images_copy(service):
     patterns = dockerignore_patterns()
-    for keyword, args in instructions(dockerfile):
+    for keyword, args in instructions(DOCKERFILE, service):
         if keyword != "COPY" or args.startswith("--from="):
             continue
         for source in shlex.split(args)[:-1]:

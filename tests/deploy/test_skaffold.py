@@ -56,7 +56,7 @@ def test_the_schema_check_catches_mistakes(config, validator):
     misspelt = copy.deepcopy(config)
     misspelt["deploy"]["helm"]["releases"][0]["chartpath"] = "charts/reportflow"
     wrong_type = copy.deepcopy(config)
-    wrong_type["build"]["artifacts"][0]["docker"]["dockerfile"] = ["services/auth/Dockerfile"]
+    wrong_type["build"]["artifacts"][0]["docker"]["dockerfile"] = ["services/Dockerfile"]
     for broken in (misspelt, wrong_type):
         assert not validator.is_valid(broken)
 
@@ -67,7 +67,8 @@ def test_builds_the_four_images_from_the_repository_root(config):
     for service in SERVICES:
         artifact = artifacts[f"localhost/reportflow-{service}"]
         assert artifact.get("context", ".") == "."
-        assert artifact["docker"]["dockerfile"] == f"services/{service}/Dockerfile"
+        assert artifact["docker"]["dockerfile"] == "services/Dockerfile"
+        assert artifact["docker"]["buildArgs"] == {"SERVICE": service}
         assert (ROOT / artifact["docker"]["dockerfile"]).is_file()
     assert config["build"]["local"]["push"] is False, "kind and minikube get the images without a registry"
 
