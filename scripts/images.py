@@ -32,6 +32,8 @@ DOCKERFILE = ROOT / "services" / "Dockerfile"  # the four images', SERVICE (a bu
 SERVICES = ("auth", "reports", "worker", "notifier")
 BASE = "docker.io/library/python:3.11-slim-bookworm"
 STAND_IN_LABEL = "org.reportflow.base-stand-in"
+# The official base image's ENV PATH (Debian's, with /usr/local/bin put first by the python image)
+OFFICIAL_PATH = "/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RUN_DIR = ROOT / ".run" / "podman"
 # Most an image may add above its base, in MB (10**6 bytes): the service's /venv. tests/containers holds them.
 SIZE_TARGETS_MB = {"auth": 100, "notifier": 100, "reports": 130, "worker": 130}
@@ -121,7 +123,9 @@ def build_stand_in() -> float:
         if Path("/etc/ssl/certs/ca-certificates.crt").exists():
             shutil.copy("/etc/ssl/certs/ca-certificates.crt", rootfs / "etc/ssl/certs/ca-certificates.crt")
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["podman", "import", "--quiet", "--change", "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+        # PATH as the official image sets it (Debian's, sbin included, with /usr/local/bin first): root in a
+        # container of the stand-in finds useradd and runuser where it would in the official image.
+        subprocess.run(["podman", "import", "--quiet", "--change", f"ENV PATH={OFFICIAL_PATH}",
                         "--change", 'CMD ["python3"]', "--change", f"LABEL {STAND_IN_LABEL}=debootstrap-bookworm",
                         "-", BASE], stdin=tar.stdout, env=podman_env(), check=True, stdout=subprocess.DEVNULL)
         tar.stdout.close()

@@ -68,8 +68,11 @@ def start_up(venv: Path, data_dir, port: int, log_dir) -> ServerProcess:
     proc = ServerProcess(f"up-{port}", [str(venv / "bin" / "reportflow-up")], env, log_dir,
                          url=f"http://127.0.0.1:{port}")
     proc.start(ready_path=None)
-    wait_until(lambda: proc.alive() and "reportflow is running" in proc.output(), 180,
-               f"make up to print its banner\n{proc.tail()}")
+    try:
+        wait_until(lambda: proc.alive() and "reportflow is running" in proc.output(), 180,
+                   "make up to print its banner")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; its output:\n{proc.tail()}") from None
     return proc
 
 
