@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
@@ -99,6 +100,13 @@ class WorkerContext:
     celery: Celery  # for the doorbell of a job handed back
     shutdown: ShutdownClock
     leases: LeaseKeeper = field(default_factory=LeaseKeeper)  # made with the process's clients
+    # single statements (the claim): an AUTOCOMMIT engine (`db.engines_for`), one round trip each; by default
+    # the sessions' own engine, each statement then in a transaction of its own
+    statements: Engine | None = None
+
+    def __post_init__(self):
+        if self.statements is None:
+            self.statements = self.sessions.kw["bind"]
 
 
 def attempt_key(user_id, report_id, token, extension: str) -> str:
@@ -127,7 +135,7 @@ def run_next_job(ctx: WorkerContext, rung_for: str | None = None, lane: bool = F
     s, metrics = ctx.settings, worker_metrics()
     max_cells = s.lane_max_cells if lane else None
     try:
-        report = retry_transient(lambda: records.claim_next(ctx.sessions, s.job_lease_seconds, s.job_order,
+        report = retry_transient(lambda: records.claim_next(ctx.statements, s.job_lease_seconds, s.job_order,
                                                             max_cells),
                                  budget=s.transient_retry_seconds, what="claim a job",
                                  stop=lambda: ctx.shutdown.deadline() is not None,

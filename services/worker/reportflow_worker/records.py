@@ -20,7 +20,7 @@ from datetime import timedelta
 from enum import Enum
 
 from sqlalchemy import Boolean, and_, case, func, literal_column, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
@@ -33,18 +33,21 @@ def _lease(seconds: float):
     return func.now() + timedelta(seconds=seconds)
 
 
-def claim_next(sessions: sessionmaker[Session], lease_seconds: float, order: str = FAIR,
+def claim_next(statements: Engine, lease_seconds: float, order: str = FAIR,
                max_cells: int | None = None) -> Report | None:
     """The next runnable job in `order` (the lane: only among jobs of at most `max_cells` cells), now
     `running` under a new attempt token and lease; None when there is none (a detached `Report`). SKIP LOCKED lets
     concurrent claims take different jobs instead of waiting for each other.
 
     One statement, built once per process and prepared once per connection (`_claim`): building and compiling
-    it for every job was most of a claim's CPU in the worker, and planning it most of PostgreSQL's (issue 14)."""
-    with transaction(sessions) as s:
-        arguments = (str(uuid.uuid4()), timedelta(seconds=lease_seconds))
-        claim = _claim(order, max_cells is not None)
-        row = claim.run(s.connection(), *arguments, *(() if max_cells is None else (max_cells,))).first()
+    it for every job was most of a claim's CPU in the worker, and planning it most of PostgreSQL's (issue 14).
+    Being one statement, it is its own transaction: on the worker's AUTOCOMMIT engine (`db.engines_for`) one
+    round trip, committed when PostgreSQL answers, with no Session, BEGIN or COMMIT (any engine is correct:
+    `begin()` commits on one that is not in AUTOCOMMIT)."""
+    arguments = (str(uuid.uuid4()), timedelta(seconds=lease_seconds))
+    claim = _claim(order, max_cells is not None)
+    with statements.begin() as conn:
+        row = claim.run(conn, *arguments, *(() if max_cells is None else (max_cells,))).first()
     return None if row is None else _report_of(row)
 
 
