@@ -15,6 +15,7 @@ from sqlalchemy import select, text, update
 from reportflow_common import contracts as c
 from reportflow_common import scheduling
 from reportflow_common.db import OutboxEvent, Report, User, transaction, utcnow
+from reportflow_common.outbox import terminal_event
 from reportflow_common.settings import WORKER, load_settings
 from reportflow_worker import records
 from reportflow_worker.jobs import Attempt, Heartbeat, WorkerContext, attempt_key, run_next_job
@@ -224,6 +225,37 @@ def test_a_success_that_meets_a_cancel_ends_cancelled_with_its_event_in_the_same
     (entry,) = outbox(sessions, report_id)
     assert entry.event == c.EVENT_CANCELLED and entry.payload == {"report_id": str(report_id)}
     assert entry.published_at is None  # published after the commit, by the caller or the reconciler
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+def test_the_one_statement_success_ends_the_job_as_end_attempt_does(statements, sessions, user, cancel):
+    """`succeed_attempt` (the worker's hot path, one statement) leaves the row and the outbox as `end_attempt`
+    with SUCCEEDED does: the values stored, or the cancel winning; the event the row's own state announces."""
+    report_id = queued(sessions, user)
+    claim = records.claim_next(statements, 30)
+    if cancel:
+        with transaction(sessions) as s:
+            s.execute(update(Report).where(Report.id == report_id).values(cancel_requested=True))
+    stranger = uuid.uuid4()
+    assert records.succeed_attempt(statements, report_id, stranger, retention=WEEK, created_at=claim.created_at,
+                                   rows=30, size_bytes=7, storage_key="k") is None
+    assert outbox(sessions, report_id) == [] and row(sessions, report_id).status == c.RUNNING
+    ending = records.succeed_attempt(statements, report_id, claim.attempt_token, retention=WEEK,
+                                     created_at=claim.created_at, rows=30, size_bytes=7, storage_key="k")
+    final = row(sessions, report_id)
+    assert ending.status == final.status == (c.CANCELLED if cancel else c.SUCCEEDED)
+    assert final.attempt_token is None and final.lease_expires_at is None and final.finished_at is not None
+    assert final.expires_at - final.finished_at == WEEK
+    if cancel:
+        assert (final.rows, final.size_bytes, final.storage_key) == (None, None, None)
+    else:
+        assert (final.rows, final.size_bytes, final.storage_key, final.progress, final.error) == (30, 7, "k", 1.0,
+                                                                                                 None)
+    (entry,) = outbox(sessions, report_id)
+    assert (entry.event, entry.payload) == terminal_event(final) == (ending.event.event, ending.event.payload)
+    assert ending.event.id == entry.id and ending.event.user_id == user and entry.published_at is None
+    assert records.succeed_attempt(statements, report_id, claim.attempt_token, retention=WEEK,
+                                   created_at=claim.created_at, rows=30, size_bytes=7, storage_key="k") is None
 
 
 def test_a_handed_back_job_is_queued_again_and_the_attempt_does_not_count(statements, sessions, user):

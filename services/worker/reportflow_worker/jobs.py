@@ -261,10 +261,11 @@ class Attempt:
             size = self._retry(lambda: ctx.storage.upload(self.key, path), "upload the report")  # confirmed
             self.metrics.upload_duration.observe(time.monotonic() - upload_started)
             self.metrics.uploaded_bytes.inc(size)
-            ending = self._retry(lambda: records.end_attempt(ctx.sessions, report.id, self.token, c.SUCCEEDED,
-                                                             retention=ctx.settings.report_retention, rows=rows,
-                                                             size_bytes=size, storage_key=self.key, progress=1.0,
-                                                             error=None), "record the success")
+            ending = self._retry(lambda: records.succeed_attempt(ctx.statements, report.id, self.token,
+                                                                 retention=ctx.settings.report_retention,
+                                                                 created_at=report.created_at, rows=rows,
+                                                                 size_bytes=size, storage_key=self.key),
+                                 "record the success")
             if ending is None:
                 raise LeaseLost()
             if ending.status != c.SUCCEEDED:  # cancelled while uploading: the cancel wins
