@@ -208,7 +208,7 @@ def test_a_job_that_ends_gets_its_expiry_in_the_same_commit(accounts, ctx, sessi
                     status=c.QUEUED, progress=0.0, created_at=utcnow(), rung_at=utcnow())
     with transaction(sessions) as s:
         s.add(report)
-    claim = records.claim_next(sessions, 30)
+    claim = records.claim_next(ctx.statements, 30)
     assert claim.id == report.id and claim.expires_at is None  # running: no retention yet
     ending = records.end_attempt(sessions, report.id, claim.attempt_token, c.FAILED, retention=timedelta(days=3),
                                  error="boom")

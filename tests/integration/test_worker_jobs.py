@@ -15,6 +15,7 @@ from sqlalchemy import select, text, update
 from reportflow_common import contracts as c
 from reportflow_common import scheduling
 from reportflow_common.db import OutboxEvent, Report, User, transaction, utcnow
+from reportflow_common.outbox import terminal_event
 from reportflow_common.settings import WORKER, load_settings
 from reportflow_worker import records
 from reportflow_worker.jobs import Attempt, Heartbeat, WorkerContext, attempt_key, run_next_job
@@ -50,6 +51,12 @@ def broker(settings):
 @pytest.fixture(scope="module")
 def ctx(settings, sessions, redis):
     return worker_context(settings, sessions, redis, "test-worker")
+
+
+@pytest.fixture(scope="module")
+def statements(ctx):
+    """The worker's AUTOCOMMIT engine for single statements (the claim)."""
+    return ctx.statements
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +117,14 @@ def outbox(sessions, report_id) -> list[OutboxEvent]:
 
 # Claims
 
-def test_claims_take_the_oldest_runnable_job_and_skip_one_another(sessions, user):
+def test_claims_take_the_oldest_runnable_job_and_skip_one_another(statements, sessions, user):
     older, newer = queued(sessions, user, age_seconds=10), queued(sessions, user, age_seconds=5)
     with sessions() as other, other.begin():  # another worker's claim, in flight, holds the oldest row
         other.execute(select(Report).where(Report.id == older).with_for_update())
-        second = records.claim_next(sessions, 30)
+        second = records.claim_next(statements, 30)
         assert second.id == newer  # skipped the locked row instead of waiting for it
-        assert records.claim_next(sessions, 30) is None
-    first = records.claim_next(sessions, 30)
+        assert records.claim_next(statements, 30) is None
+    first = records.claim_next(statements, 30)
     assert first.id == older and first.status == c.RUNNING and first.attempts == 1
     assert first.attempt_token and first.attempt_token != second.attempt_token
     assert first.lease_expires_at > utcnow() + timedelta(seconds=25)
@@ -125,49 +132,49 @@ def test_claims_take_the_oldest_runnable_job_and_skip_one_another(sessions, user
 
 # The order (reportflow_common.scheduling)
 
-def claim_all(sessions, order: str = scheduling.FAIR, max_cells: int | None = None) -> list[uuid.UUID]:
+def claim_all(statements, order: str = scheduling.FAIR, max_cells: int | None = None) -> list[uuid.UUID]:
     claimed = []
-    while (report := records.claim_next(sessions, 30, order, max_cells)) is not None:
+    while (report := records.claim_next(statements, 30, order, max_cells)) is not None:
         claimed.append(report.id)
     return claimed
 
 
-def test_two_users_backlogs_interleave_and_positions_tell_that_order(engine, sessions):
+def test_two_users_backlogs_interleave_and_positions_tell_that_order(statements, engine, sessions):
     heavy, light = new_user(sessions), new_user(sessions)
     heavy_jobs = [queued(sessions, heavy, age_seconds=60 - i) for i in range(4)]  # all older than light's
     light_jobs = [queued(sessions, light, age_seconds=10 - i) for i in range(2)]
     expected = [heavy_jobs[0], light_jobs[0], heavy_jobs[1], light_jobs[1], heavy_jobs[2], heavy_jobs[3]]
     positions = scheduling.queue_positions(engine, scheduling.FAIR, heavy_jobs + light_jobs)
     assert sorted(positions, key=positions.get) == expected and sorted(positions.values()) == [1, 2, 3, 4, 5, 6]
-    assert claim_all(sessions) == expected
+    assert claim_all(statements) == expected
 
 
-def test_a_user_with_fewer_jobs_running_goes_first_and_a_user_alone_takes_every_slot(engine, sessions):
+def test_a_user_with_fewer_jobs_running_goes_first_and_a_user_alone_takes_every_slot(statements, engine, sessions):
     heavy, light = new_user(sessions), new_user(sessions)
     for i in range(3):
         queued(sessions, heavy, age_seconds=60 - i)
-    assert len(claim_all(sessions)) == 3  # alone: nothing holds a job back (work-conserving)
+    assert len(claim_all(statements)) == 3  # alone: nothing holds a job back (work-conserving)
     waiting = [queued(sessions, heavy, age_seconds=30 - i) for i in range(2)]
     newcomer = queued(sessions, light)
     assert scheduling.queue_positions(engine, scheduling.FAIR, [newcomer, *waiting]) == {
         newcomer: 1, waiting[0]: 2, waiting[1]: 3}
-    assert claim_all(sessions) == [newcomer, *waiting]
+    assert claim_all(statements) == [newcomer, *waiting]
 
 
-def test_fifo_keeps_arrival_order_across_users(engine, sessions):
+def test_fifo_keeps_arrival_order_across_users(statements, engine, sessions):
     heavy, light = new_user(sessions), new_user(sessions)
     jobs = [queued(sessions, heavy, age_seconds=60 - i) for i in range(3)] + [queued(sessions, light)]
     assert scheduling.queue_positions(engine, scheduling.FIFO, jobs) == {job: i + 1 for i, job in enumerate(jobs)}
-    assert claim_all(sessions, scheduling.FIFO) == jobs
+    assert claim_all(statements, scheduling.FIFO) == jobs
 
 
-def test_the_lane_claims_small_jobs_only_in_the_same_order(sessions):
+def test_the_lane_claims_small_jobs_only_in_the_same_order(statements, sessions):
     heavy, light = new_user(sessions), new_user(sessions)
     large = queued(sessions, heavy, rows=100_000, age_seconds=30)  # 300k cells
     heavy_small, light_small = queued(sessions, heavy, rows=1000, age_seconds=20), queued(sessions, light, rows=1000)
     # light's job is its user's first; heavy's small one comes after heavy's large one
-    assert claim_all(sessions, max_cells=3000) == [light_small, heavy_small]
-    assert claim_all(sessions) == [large]
+    assert claim_all(statements, max_cells=3000) == [light_small, heavy_small]
+    assert claim_all(statements) == [large]
 
 
 def test_a_jobs_size_is_the_same_in_postgresql_and_in_python(sessions, user):
@@ -185,16 +192,16 @@ def test_a_jobs_size_is_the_same_in_postgresql_and_in_python(sessions, user):
     assert [in_sql[i] for i in ids] == [scheduling.cells_of(t, p) for t, p in cases] == [8000, 240, 8000, 0]
 
 
-def test_a_cancel_requested_or_finished_job_is_not_claimed(sessions, user):
+def test_a_cancel_requested_or_finished_job_is_not_claimed(statements, sessions, user):
     report_id = queued(sessions, user)
     with transaction(sessions) as s:
         s.execute(update(Report).where(Report.id == report_id).values(cancel_requested=True))
-    assert records.claim_next(sessions, 30) is None
+    assert records.claim_next(statements, 30) is None
 
 
-def test_only_the_attempt_holding_the_job_changes_it(sessions, user):
+def test_only_the_attempt_holding_the_job_changes_it(statements, sessions, user):
     report_id = queued(sessions, user)
-    claim = records.claim_next(sessions, 30)
+    claim = records.claim_next(statements, 30)
     stranger = uuid.uuid4()
     assert records.renew_lease(sessions, report_id, stranger, 30) is records.Lease.LOST
     assert records.end_attempt(sessions, report_id, stranger, c.SUCCEEDED, retention=WEEK, rows=1) is None
@@ -204,9 +211,9 @@ def test_only_the_attempt_holding_the_job_changes_it(sessions, user):
     assert row(sessions, report_id).progress == 0.5
 
 
-def test_a_success_that_meets_a_cancel_ends_cancelled_with_its_event_in_the_same_commit(sessions, user):
+def test_a_success_that_meets_a_cancel_ends_cancelled_with_its_event_in_the_same_commit(statements, sessions, user):
     report_id = queued(sessions, user)
-    claim = records.claim_next(sessions, 30)
+    claim = records.claim_next(statements, 30)
     with transaction(sessions) as s:
         s.execute(update(Report).where(Report.id == report_id).values(cancel_requested=True))
     assert records.renew_lease(sessions, report_id, claim.attempt_token, 30) is records.Lease.CANCEL_REQUESTED
@@ -220,21 +227,52 @@ def test_a_success_that_meets_a_cancel_ends_cancelled_with_its_event_in_the_same
     assert entry.published_at is None  # published after the commit, by the caller or the reconciler
 
 
-def test_a_handed_back_job_is_queued_again_and_the_attempt_does_not_count(sessions, user):
+@pytest.mark.parametrize("cancel", [False, True])
+def test_the_one_statement_success_ends_the_job_as_end_attempt_does(statements, sessions, user, cancel):
+    """`succeed_attempt` (the worker's hot path, one statement) leaves the row and the outbox as `end_attempt`
+    with SUCCEEDED does: the values stored, or the cancel winning; the event the row's own state announces."""
     report_id = queued(sessions, user)
-    claim = records.claim_next(sessions, 30)
+    claim = records.claim_next(statements, 30)
+    if cancel:
+        with transaction(sessions) as s:
+            s.execute(update(Report).where(Report.id == report_id).values(cancel_requested=True))
+    stranger = uuid.uuid4()
+    assert records.succeed_attempt(statements, report_id, stranger, retention=WEEK, created_at=claim.created_at,
+                                   rows=30, size_bytes=7, storage_key="k") is None
+    assert outbox(sessions, report_id) == [] and row(sessions, report_id).status == c.RUNNING
+    ending = records.succeed_attempt(statements, report_id, claim.attempt_token, retention=WEEK,
+                                     created_at=claim.created_at, rows=30, size_bytes=7, storage_key="k")
+    final = row(sessions, report_id)
+    assert ending.status == final.status == (c.CANCELLED if cancel else c.SUCCEEDED)
+    assert final.attempt_token is None and final.lease_expires_at is None and final.finished_at is not None
+    assert final.expires_at - final.finished_at == WEEK
+    if cancel:
+        assert (final.rows, final.size_bytes, final.storage_key) == (None, None, None)
+    else:
+        assert (final.rows, final.size_bytes, final.storage_key, final.progress, final.error) == (30, 7, "k", 1.0,
+                                                                                                 None)
+    (entry,) = outbox(sessions, report_id)
+    assert (entry.event, entry.payload) == terminal_event(final) == (ending.event.event, ending.event.payload)
+    assert ending.event.id == entry.id and ending.event.user_id == user and entry.published_at is None
+    assert records.succeed_attempt(statements, report_id, claim.attempt_token, retention=WEEK,
+                                   created_at=claim.created_at, rows=30, size_bytes=7, storage_key="k") is None
+
+
+def test_a_handed_back_job_is_queued_again_and_the_attempt_does_not_count(statements, sessions, user):
+    report_id = queued(sessions, user)
+    claim = records.claim_next(statements, 30)
     assert records.hand_back(sessions, report_id, claim.attempt_token) is True
     again = row(sessions, report_id)
     assert (again.status, again.attempts, again.attempt_token, again.started_at) == (c.QUEUED, 0, None, None)
-    assert records.claim_next(sessions, 30).attempts == 1
+    assert records.claim_next(statements, 30).attempts == 1
 
 
 # The reconciler
 
 def test_an_expired_lease_is_taken_back_rung_for_and_its_dead_attempt_can_no_longer_commit(
-        sessions, user, reconciler, broker, ctx):
+        statements, sessions, user, reconciler, broker, ctx):
     report_id = queued(sessions, user)
-    dead = records.claim_next(sessions, 30)
+    dead = records.claim_next(statements, 30)
     ctx.storage.upload(attempt_key(user, report_id, dead.attempt_token, ".xlsx"), __file__)  # died after uploading
     expire_lease(sessions, report_id)
     done = reconciler.run_once()
@@ -243,13 +281,13 @@ def test_an_expired_lease_is_taken_back_rung_for_and_its_dead_attempt_can_no_lon
     assert back.status == c.QUEUED and back.attempt_token is None and back.rung_at is not None
     assert ctx.storage.size(attempt_key(user, report_id, dead.attempt_token, ".xlsx")) is None  # the dead one's object
     assert records.end_attempt(sessions, report_id, dead.attempt_token, c.SUCCEEDED, retention=WEEK, rows=1) is None
-    assert records.claim_next(sessions, 30).attempts == 2
+    assert records.claim_next(statements, 30).attempts == 2
 
 
-def test_the_last_attempt_allowed_ends_failed_with_a_clear_error_and_its_event(sessions, user, reconciler):
+def test_the_last_attempt_allowed_ends_failed_with_a_clear_error_and_its_event(statements, sessions, user, reconciler):
     report_id = queued(sessions, user)
     for _ in range(2):  # MAX_JOB_ATTEMPTS=2 here
-        records.claim_next(sessions, 30)
+        records.claim_next(statements, 30)
         expire_lease(sessions, report_id)
         reconciler.run_once()
     final = row(sessions, report_id)
@@ -260,9 +298,9 @@ def test_the_last_attempt_allowed_ends_failed_with_a_clear_error_and_its_event(s
     assert entry.published_at is not None  # published right after the take-back
 
 
-def test_a_job_whose_worker_vanished_with_a_cancel_waiting_ends_cancelled(sessions, user, reconciler):
+def test_a_job_whose_worker_vanished_with_a_cancel_waiting_ends_cancelled(statements, sessions, user, reconciler):
     report_id = queued(sessions, user)
-    records.claim_next(sessions, 30)
+    records.claim_next(statements, 30)
     with transaction(sessions) as s:
         s.execute(update(Report).where(Report.id == report_id).values(cancel_requested=True))
     expire_lease(sessions, report_id)
@@ -302,9 +340,9 @@ def test_one_reconciler_pass_at_a_time_across_replicas(reconciler, engine):
     assert reconciler.run_once() is not None
 
 
-def test_committed_events_left_unpublished_are_published_once(sessions, user, reconciler, ctx):
+def test_committed_events_left_unpublished_are_published_once(statements, sessions, user, reconciler, ctx):
     report_id = queued(sessions, user)
-    claim = records.claim_next(sessions, 30)
+    claim = records.claim_next(statements, 30)
     ending = records.end_attempt(sessions, report_id, claim.attempt_token, c.FAILED, retention=WEEK, error="boom")
     with transaction(sessions) as s:  # as if committed a few seconds ago, and the publisher died
         s.execute(update(OutboxEvent).where(OutboxEvent.id == ending.event.id)
@@ -371,11 +409,11 @@ def test_a_doorbell_runs_the_next_job_to_success_and_announces_it(sessions, user
     assert run_next_job(ctx) == "idle"  # a doorbell that finds nothing to do
 
 
-def test_the_loser_of_two_attempts_deletes_only_its_own_object(sessions, user, ctx, reconciler):
+def test_the_loser_of_two_attempts_deletes_only_its_own_object(statements, sessions, user, ctx, reconciler):
     """Attempt A is cut off (its lease runs out) but keeps going; B takes the job and wins. A uploads, fails
     to commit, and removes its own object: B's file and row stay."""
     report_id = queued(sessions, user, rows=100)
-    a = records.claim_next(sessions, 30)
+    a = records.claim_next(statements, 30)
     expire_lease(sessions, report_id)
     reconciler.run_once()
     assert run_next_job(ctx) == c.SUCCEEDED  # attempt B
@@ -387,9 +425,9 @@ def test_the_loser_of_two_attempts_deletes_only_its_own_object(sessions, user, c
     assert (after.status, after.storage_key, after.attempts) == (c.SUCCEEDED, winner.storage_key, 2)
 
 
-def test_a_cancel_during_the_build_stops_it_and_leaves_no_file(sessions, user, ctx):
+def test_a_cancel_during_the_build_stops_it_and_leaves_no_file(statements, sessions, user, ctx):
     report_id = queued(sessions, user, rows=50_000)
-    claim = records.claim_next(sessions, 30)
+    claim = records.claim_next(statements, 30)
     with transaction(sessions) as s:
         s.execute(update(Report).where(Report.id == report_id).values(cancel_requested=True))
     assert Attempt(ctx, claim).run() == c.CANCELLED
@@ -406,9 +444,9 @@ def test_an_unbuildable_job_fails_with_its_reason(sessions, user, ctx):
     assert row(sessions, report_id).error == "The report could not be built: unknown report type 'no-such-type'"
 
 
-def test_a_job_of_a_shutting_down_worker_that_cannot_finish_is_handed_back(sessions, user, ctx, broker):
+def test_a_job_of_a_shutting_down_worker_that_cannot_finish_is_handed_back(statements, sessions, user, ctx, broker):
     report_id = queued(sessions, user, rows=300_000)
-    claim = records.claim_next(sessions, 30)
+    claim = records.claim_next(statements, 30)
     closing = WorkerContext(**{**ctx.__dict__, "shutdown": ShutdownClock(3)})
     closing.shutdown.request()
     assert Attempt(closing, claim).run() == "handed_back"
@@ -421,11 +459,11 @@ def _lease_threads() -> int:
     return [t.name for t in threading.enumerate()].count("lease-heartbeat")
 
 
-def test_one_thread_per_process_renews_every_running_attempts_lease_until_it_ends(ctx, sessions, user):
+def test_one_thread_per_process_renews_every_running_attempts_lease_until_it_ends(statements, ctx, sessions, user):
     """The lease keeper (one thread per process) renews each held attempt a third of its lease (3 s here) after
     the last renewal, and stops renewing one once its heartbeat is released."""
     first, second = queued(sessions, user), queued(sessions, user)
-    claims = [records.claim_next(sessions, 3), records.claim_next(sessions, 3)]
+    claims = [records.claim_next(statements, 3), records.claim_next(statements, 3)]
     leases = {r.id: r.lease_expires_at for r in claims}
     keepers_before = _lease_threads()  # other contexts of this test session may have keepers of their own
     with Heartbeat(ctx, first, claims[0].attempt_token), Heartbeat(ctx, second, claims[1].attempt_token) as held:

@@ -17,5 +17,9 @@ from reportflow_worker.shutdown import ShutdownClock
 def worker_context(settings: Settings, sessions: sessionmaker[Session], redis: Redis, name: str) -> WorkerContext:
     """What a worker process makes for itself (`celery_app._PerProcess`), with a Celery app named `name`."""
     events = EventLog(redis, history_max=settings.event_history_max, history_ttl=settings.event_history_ttl_seconds)
-    return WorkerContext(settings, sessions, redis, make_storage(settings), events, OutboxPublisher(sessions, events),
-                         make_celery(settings, name), ShutdownClock(settings.graceful_timeout_seconds))
+    # single statements in AUTOCOMMIT on the sessions' pool, as the worker's own engine for them (db.engines_for)
+    statements = sessions.kw["bind"].execution_options(isolation_level="AUTOCOMMIT")
+    return WorkerContext(settings, sessions, redis, make_storage(settings), events,
+                         OutboxPublisher(sessions, events, statements=statements),
+                         make_celery(settings, name), ShutdownClock(settings.graceful_timeout_seconds),
+                         statements=statements)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from .contracts import CANCELLED, EVENT_CANCELLED, EVENT_FAILED, EVENT_SUCCEEDED, FAILED, SUCCEEDED
@@ -67,15 +68,22 @@ class PendingEvent:
 class OutboxPublisher:
     """Publishes committed terminal events to the event log and marks them published."""
 
-    def __init__(self, sessions: sessionmaker[Session], events: EventLog):
-        self.sessions, self.events = sessions, events
+    def __init__(self, sessions: sessionmaker[Session], events: EventLog, statements: Engine | None = None):
+        """`statements`: an AUTOCOMMIT engine (`db.engines_for`) for the mark, one statement: one round trip
+        instead of three (BEGIN, UPDATE, COMMIT); without it the mark is a transaction of the sessions'."""
+        self.sessions, self.events, self.statements = sessions, events, statements
 
     def publish(self, pending: PendingEvent) -> None:
         """Publish one committed event and mark it; raises on a Redis or PostgreSQL error (then it stays
         pending, and publishing it again later cannot number it twice)."""
         self.events.publish_once(pending.id, str(pending.user_id), pending.event, pending.payload)
-        with transaction(self.sessions) as s:  # SQL text: the ORM's update was most of this step's CPU
-            s.connection().exec_driver_sql(_MARK_PUBLISHED, {"id": pending.id, "now": utcnow()})
+        mark = {"id": pending.id, "now": utcnow()}  # SQL text: the ORM's update was most of this step's CPU
+        if self.statements is not None:
+            with self.statements.begin() as conn:  # in AUTOCOMMIT: committed by the statement itself
+                conn.exec_driver_sql(_MARK_PUBLISHED, mark)
+            return
+        with transaction(self.sessions) as s:
+            s.connection().exec_driver_sql(_MARK_PUBLISHED, mark)
 
     def publish_after_commit(self, pending: PendingEvent | None) -> bool:
         """What producers call right after their commit: best effort, the reconciler publishes what fails."""

@@ -12,7 +12,7 @@ import threading
 from celery import Celery, signals
 
 from reportflow_common import contracts as c
-from reportflow_common.db import engine_for, make_session_factory
+from reportflow_common.db import engines_for, make_session_factory
 from reportflow_common.events import EventLog
 from reportflow_common.outbox import OutboxPublisher
 from reportflow_common.queue import make_celery
@@ -52,11 +52,13 @@ class _PerProcess:
         if self._ctx is None or self._pid != os.getpid():
             s = self.settings
             redis = redis_client(s, socket_timeout=10)
-            sessions = make_session_factory(engine_for(s))
+            engine, statements = engines_for(s)  # transactions, and single statements in AUTOCOMMIT
+            sessions = make_session_factory(engine)
             events = EventLog(redis, history_max=s.event_history_max,
                               history_ttl=s.event_history_ttl_seconds)
-            self._ctx = WorkerContext(s, sessions, redis, make_storage(s), events, OutboxPublisher(sessions, events),
-                                      self.celery, self.shutdown)
+            self._ctx = WorkerContext(s, sessions, redis, make_storage(s), events,
+                                      OutboxPublisher(sessions, events, statements=statements),
+                                      self.celery, self.shutdown, statements=statements)
             self._pid = os.getpid()
         return self._ctx
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
@@ -99,6 +100,13 @@ class WorkerContext:
     celery: Celery  # for the doorbell of a job handed back
     shutdown: ShutdownClock
     leases: LeaseKeeper = field(default_factory=LeaseKeeper)  # made with the process's clients
+    # single statements (the claim): an AUTOCOMMIT engine (`db.engines_for`), one round trip each; by default
+    # the sessions' own engine, each statement then in a transaction of its own
+    statements: Engine | None = None
+
+    def __post_init__(self):
+        if self.statements is None:
+            self.statements = self.sessions.kw["bind"]
 
 
 def attempt_key(user_id, report_id, token, extension: str) -> str:
@@ -127,7 +135,7 @@ def run_next_job(ctx: WorkerContext, rung_for: str | None = None, lane: bool = F
     s, metrics = ctx.settings, worker_metrics()
     max_cells = s.lane_max_cells if lane else None
     try:
-        report = retry_transient(lambda: records.claim_next(ctx.sessions, s.job_lease_seconds, s.job_order,
+        report = retry_transient(lambda: records.claim_next(ctx.statements, s.job_lease_seconds, s.job_order,
                                                             max_cells),
                                  budget=s.transient_retry_seconds, what="claim a job",
                                  stop=lambda: ctx.shutdown.deadline() is not None,
@@ -253,10 +261,11 @@ class Attempt:
             size = self._retry(lambda: ctx.storage.upload(self.key, path), "upload the report")  # confirmed
             self.metrics.upload_duration.observe(time.monotonic() - upload_started)
             self.metrics.uploaded_bytes.inc(size)
-            ending = self._retry(lambda: records.end_attempt(ctx.sessions, report.id, self.token, c.SUCCEEDED,
-                                                             retention=ctx.settings.report_retention, rows=rows,
-                                                             size_bytes=size, storage_key=self.key, progress=1.0,
-                                                             error=None), "record the success")
+            ending = self._retry(lambda: records.succeed_attempt(ctx.statements, report.id, self.token,
+                                                                 retention=ctx.settings.report_retention,
+                                                                 created_at=report.created_at, rows=rows,
+                                                                 size_bytes=size, storage_key=self.key),
+                                 "record the success")
             if ending is None:
                 raise LeaseLost()
             if ending.status != c.SUCCEEDED:  # cancelled while uploading: the cancel wins

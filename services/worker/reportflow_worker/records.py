@@ -16,11 +16,11 @@ import functools
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 
 from sqlalchemy import Boolean, and_, case, func, literal_column, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
@@ -33,18 +33,21 @@ def _lease(seconds: float):
     return func.now() + timedelta(seconds=seconds)
 
 
-def claim_next(sessions: sessionmaker[Session], lease_seconds: float, order: str = FAIR,
+def claim_next(statements: Engine, lease_seconds: float, order: str = FAIR,
                max_cells: int | None = None) -> Report | None:
     """The next runnable job in `order` (the lane: only among jobs of at most `max_cells` cells), now
     `running` under a new attempt token and lease; None when there is none (a detached `Report`). SKIP LOCKED lets
     concurrent claims take different jobs instead of waiting for each other.
 
     One statement, built once per process and prepared once per connection (`_claim`): building and compiling
-    it for every job was most of a claim's CPU in the worker, and planning it most of PostgreSQL's (issue 14)."""
-    with transaction(sessions) as s:
-        arguments = (str(uuid.uuid4()), timedelta(seconds=lease_seconds))
-        claim = _claim(order, max_cells is not None)
-        row = claim.run(s.connection(), *arguments, *(() if max_cells is None else (max_cells,))).first()
+    it for every job was most of a claim's CPU in the worker, and planning it most of PostgreSQL's (issue 14).
+    Being one statement, it is its own transaction: on the worker's AUTOCOMMIT engine (`db.engines_for`) one
+    round trip, committed when PostgreSQL answers, with no Session, BEGIN or COMMIT (any engine is correct:
+    `begin()` commits on one that is not in AUTOCOMMIT)."""
+    arguments = (str(uuid.uuid4()), timedelta(seconds=lease_seconds))
+    claim = _claim(order, max_cells is not None)
+    with statements.begin() as conn:
+        row = claim.run(conn, *arguments, *(() if max_cells is None else (max_cells,))).first()
     return None if row is None else _report_of(row)
 
 
@@ -142,6 +145,54 @@ def end_attempt(sessions: sessionmaker[Session], report_id: uuid.UUID, token: uu
             {"user_id": str(report.user_id), "report_id": str(report.id), "event": event,
              "payload": json.dumps(payload), "created_at": utcnow()}).scalar_one()
     return Ending(report.status, PendingEvent(outbox_id, _uuid(report.user_id), event, payload))
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """What `terminal_event` reads of a report that ends, known before the statement that ends it."""
+    id: uuid.UUID
+    status: str
+    rows: int | None = None
+    size_bytes: int | None = None
+    created_at: datetime | None = None
+    error: str | None = None
+
+
+_SUCCESS_VALUES = ("error", "progress", "rows", "size_bytes", "storage_key")
+
+
+def succeed_attempt(statements: Engine, report_id: uuid.UUID, token: uuid.UUID, *, retention: timedelta,
+                    created_at: datetime, rows: int, size_bytes: int, storage_key: str) -> Ending | None:
+    """`end_attempt(..., SUCCEEDED, ...)` for the worker's hot path, in ONE statement: the same update (the cancel
+    still wins), and the outbox row inserted from what it returns, both committed together as a statement is
+    (on the AUTOCOMMIT engine one round trip instead of BEGIN, UPDATE, INSERT and COMMIT through a Session).
+    Both events it may announce are made beforehand by `terminal_event` from the values this attempt stores
+    (`created_at` is the claimed report's); the statement keeps the one for the status it set. None when the
+    attempt no longer holds the job: then nothing is changed."""
+    events = {status: terminal_event(_Ended(report_id, status, rows, size_bytes, created_at))
+              for status in (c.SUCCEEDED, c.CANCELLED)}
+    with statements.begin() as conn:
+        row = conn.exec_driver_sql(_succeed_sql(conn.dialect), {
+            "error": None, "progress": 1.0, "rows": rows, "size_bytes": size_bytes, "storage_key": storage_key,
+            "status": c.SUCCEEDED, "succeeding": True, "retention": retention, "id": str(report_id),
+            "token": str(token), "event": events[c.SUCCEEDED][0], "payload": json.dumps(events[c.SUCCEEDED][1]),
+            "other_event": events[c.CANCELLED][0], "other_payload": json.dumps(events[c.CANCELLED][1]),
+            "now": utcnow()}).first()
+    if row is None:
+        return None
+    status, user_id, outbox_id = row
+    event, payload = events[status]
+    return Ending(status, PendingEvent(outbox_id, _uuid(user_id), event, payload))
+
+
+def _succeed_sql(dialect) -> str:
+    """`_end_sql`'s update (SQL text of our own, no value in it) with the outbox row's insert after it."""
+    return (f"WITH ended AS ({_end_sql(dialect, _SUCCESS_VALUES)}), "  # noqa: S608
+            "event AS (INSERT INTO event_outbox (user_id, report_id, event, payload, created_at) "
+            "SELECT user_id, id, CASE WHEN status = %(status)s THEN %(event)s ELSE %(other_event)s END, "
+            "CAST(CASE WHEN status = %(status)s THEN %(payload)s ELSE %(other_payload)s END AS jsonb), %(now)s "
+            "FROM ended RETURNING id) "
+            "SELECT ended.status, ended.user_id, event.id FROM ended, event")
 
 
 _ENDED_COLUMNS = ("id", "user_id", "status", "rows", "size_bytes", "error", "created_at")

@@ -38,6 +38,9 @@ _EXCEL_EPOCH = date(1899, 12, 30).toordinal()
 _FIRST_DAY = date(1900, 1, 1).toordinal()
 _AFTER_LEAP_BUG = date(1900, 3, 1).toordinal()  # Excel counts a 29 February 1900 that never was
 DATE_CACHE_MAX = 10_000
+# Excel's number of each date met (a pure function of the date), kept for the process: a report of a year's
+# sales converts 366 dates, every report again when the cache was the workbook's own
+_SERIALS: dict[date, int] = {}
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
 
@@ -97,7 +100,7 @@ class _Workbook:
         self.package = package
         self.sheets: list[tuple[str, str | None]] = []  # (name, autofilter range)
         self.strings: dict[str, int] = {}
-        self.dates: dict[date, int] = {}
+        self.dates = _SERIALS  # shared by every workbook of the process, at most DATE_CACHE_MAX dates
         self.formats: dict[str, int] = {}
         self.styles: dict[tuple[int, bool], int] = {(0, False): 0}
         self._templates: dict[tuple, str] = {}  # a chunk's XML with its values left out, by cell kinds
