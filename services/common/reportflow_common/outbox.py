@@ -68,9 +68,9 @@ class PendingEvent:
 class OutboxPublisher:
     """Publishes committed terminal events to the event log and marks them published."""
 
-    def __init__(self, sessions: sessionmaker[Session], events: EventLog, statements: Engine | None = None):
-        """`statements`: an AUTOCOMMIT engine (`db.engines_for`) for the mark, one statement: one round trip
-        instead of three (BEGIN, UPDATE, COMMIT); without it the mark is a transaction of the sessions'."""
+    def __init__(self, sessions: sessionmaker[Session], events: EventLog, statements: Engine):
+        """`statements` runs the mark, one statement: on an AUTOCOMMIT engine (`db.engines_for`) one round trip
+        instead of three (BEGIN, UPDATE, COMMIT); on any other engine `begin()` commits it just the same."""
         self.sessions, self.events, self.statements = sessions, events, statements
 
     def publish(self, pending: PendingEvent) -> None:
@@ -78,12 +78,8 @@ class OutboxPublisher:
         pending, and publishing it again later cannot number it twice)."""
         self.events.publish_once(pending.id, str(pending.user_id), pending.event, pending.payload)
         mark = {"id": pending.id, "now": utcnow()}  # SQL text: the ORM's update was most of this step's CPU
-        if self.statements is not None:
-            with self.statements.begin() as conn:  # in AUTOCOMMIT: committed by the statement itself
-                conn.exec_driver_sql(_MARK_PUBLISHED, mark)
-            return
-        with transaction(self.sessions) as s:
-            s.connection().exec_driver_sql(_MARK_PUBLISHED, mark)
+        with self.statements.begin() as conn:  # in AUTOCOMMIT: committed by the statement itself
+            conn.exec_driver_sql(_MARK_PUBLISHED, mark)
 
     def publish_after_commit(self, pending: PendingEvent | None) -> bool:
         """What producers call right after their commit: best effort, the reconciler publishes what fails."""

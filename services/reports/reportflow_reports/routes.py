@@ -119,7 +119,7 @@ def delete(report_id: str):
     done = records.cancel_or_delete(ctx.sessions, report, ctx.settings.report_retention)
     ctx.metrics.deletes.labels(done.outcome).inc()
     if done.event is not None:
-        OutboxPublisher(ctx.sessions, ctx.events).publish_after_commit(done.event)
+        OutboxPublisher(ctx.sessions, ctx.events, ctx.reads).publish_after_commit(done.event)
     elif done.storage_key:  # the deleted row's: it may have finished after `report` was read
         ctx.storage.delete(done.storage_key)
     log.info("report delete", extra={"outcome": done.outcome})

@@ -99,14 +99,9 @@ class WorkerContext:
     outbox: OutboxPublisher
     celery: Celery  # for the doorbell of a job handed back
     shutdown: ShutdownClock
+    # single statements (the claim, the success): an AUTOCOMMIT engine (`db.engines_for`), one round trip each
+    statements: Engine
     leases: LeaseKeeper = field(default_factory=LeaseKeeper)  # made with the process's clients
-    # single statements (the claim): an AUTOCOMMIT engine (`db.engines_for`), one round trip each; by default
-    # the sessions' own engine, each statement then in a transaction of its own
-    statements: Engine | None = None
-
-    def __post_init__(self):
-        if self.statements is None:
-            self.statements = self.sessions.kw["bind"]
 
 
 def attempt_key(user_id, report_id, token, extension: str) -> str:

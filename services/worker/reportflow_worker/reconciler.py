@@ -192,8 +192,8 @@ def make_reconciler(settings: Settings) -> Reconciler:
         if broker_url.startswith(("redis://", "rediss://")) else None
     events = EventLog(redis, history_max=settings.event_history_max,
                       history_ttl=settings.event_history_ttl_seconds)
-    return Reconciler(settings, engine, sessions, broker, make_storage(settings), OutboxPublisher(sessions, events),
-                      make_celery(settings, "reportflow-reconciler"))
+    return Reconciler(settings, engine, sessions, broker, make_storage(settings),
+                      OutboxPublisher(sessions, events, engine), make_celery(settings, "reportflow-reconciler"))
 
 
 class ReconcilerLoop:
