@@ -203,11 +203,16 @@ class Prepared:
 
     def run(self, conn: Connection, *arguments) -> CursorResult:
         """Run on `conn` (in its transaction, if it has one: a PREPARE outlives a rollback)."""
+        self.prepare_on(conn)
+        return conn.exec_driver_sql(self.execute, arguments)
+
+    def prepare_on(self, conn: Connection) -> None:
+        """PREPARE on `conn` unless that connection already has it: `run` does this on first use; a process
+        warming up calls it itself, so that its first request or job does not plan the statement."""
         prepared = conn.connection.info.setdefault("prepared", set())
         if self.name not in prepared:
             conn.exec_driver_sql(self.prepare)
             prepared.add(self.name)
-        return conn.exec_driver_sql(self.execute, arguments)
 
     def first(self, engine: Engine, *arguments) -> Row | None:
         """The first row, on a connection of its own (`engine` in AUTOCOMMIT: one round trip)."""

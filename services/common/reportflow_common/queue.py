@@ -64,3 +64,14 @@ def ring_doorbell(celery: Celery, report_id: str, queue: str = REPORTS_QUEUE) ->
     whatever is next): on `REPORTS_QUEUE` the pool, on `LANE_QUEUE` the pool or the lane, whichever is free
     first. Raises when the broker cannot be reached."""
     celery.send_task(BUILD_REPORT_TASK, args=[str(report_id)], queue=queue)
+
+
+def connect_producer(celery: Celery) -> None:
+    """What a process's first doorbell does besides sending: load Celery's router and result backend, connect a
+    producer of the pool to the broker and declare both queues on it. A web process calls it before it serves,
+    so its first POST does not pay for this. Raises when the broker cannot be reached."""
+    celery.amqp.router  # noqa: B018 (built on first use)
+    celery.backend  # noqa: B018
+    with celery.producer_or_acquire() as producer:
+        for queue in (REPORTS_QUEUE, LANE_QUEUE):
+            producer.maybe_declare(celery.amqp.queues[queue])

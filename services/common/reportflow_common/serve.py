@@ -82,11 +82,14 @@ def run_gunicorn(load_app: Callable, settings, *, worker_class: str = "gthread",
     }).run()
 
 
-def serve_service(service: str, factory: str, *, check: Callable | None = None, **options) -> None:
+def serve_service(service: str, factory: str, *, check: Callable | None = None, warm_up: str | None = None,
+                  **options) -> None:
     """The body of every web service's console script: settings, logs, then gunicorn building
     `factory` ("package.module:create_app") with those settings in each worker process.
 
-    `check(settings)` runs in the master first, so a bad secret stops start-up with its message."""
+    `check(settings)` runs in the master first, so a bad secret stops start-up with its message. `warm_up`
+    ("package.module:function") is called with the app in each worker before it serves: its per-process
+    set-up (connections, compiled statements) then does not fall on the first requests."""
     import importlib
 
     from .logs import configure_logging
@@ -101,6 +104,10 @@ def serve_service(service: str, factory: str, *, check: Callable | None = None, 
     module, name = factory.split(":")
 
     def load():
-        return getattr(importlib.import_module(module), name)(settings)
+        app = getattr(importlib.import_module(module), name)(settings)
+        if warm_up is not None:
+            warm_module, warm_name = warm_up.split(":")
+            getattr(importlib.import_module(warm_module), warm_name)(app)
+        return app
 
     run_gunicorn(load, settings, **options)

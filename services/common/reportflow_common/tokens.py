@@ -86,6 +86,10 @@ class JwksKeys:
     def __init__(self, url: str, *, lifespan: int = 300):
         self._client = jwt.PyJWKClient(url, cache_keys=True, lifespan=lifespan, timeout=5)
 
+    def fetch(self) -> None:
+        """Fetch the key set now (a process warming up), not on the first token; raises when auth is unreachable."""
+        self._client.get_jwk_set(refresh=True)
+
     def key_for(self, kid: str | None):
         if not kid:
             raise jwt_errors.InvalidTokenError("token has no kid")

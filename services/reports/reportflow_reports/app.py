@@ -17,7 +17,7 @@ from reportflow_common.api import openapi_blueprint
 from reportflow_common.db import engines_for, make_session_factory, ping
 from reportflow_common.events import EventLog
 from reportflow_common.metrics import register_scrape_collector
-from reportflow_common.queue import make_celery
+from reportflow_common.queue import connect_producer, make_celery
 from reportflow_common.redis_pool import redis_client
 from reportflow_common.settings import Settings
 from reportflow_common.storage import Storage, make_storage
@@ -100,7 +100,30 @@ def create_app(settings: Settings) -> Flask:
                                                   single_statements)
     init_web(app, "reports", {"postgres": lambda: ping(engine), "redis": redis.ping, "storage": storage.ping},
              settings.trusted_proxy_hops)
-    init_jwt(app, redis, settings.jwt_issuer, key_for=JwksKeys(settings.jwks_url).key_for)
+    keys = JwksKeys(settings.jwks_url)
+    app.extensions["reportflow_jwks"] = keys
+    init_jwt(app, redis, settings.jwt_issuer, key_for=keys.key_for)
     app.register_blueprint(bp)
     app.register_blueprint(openapi_blueprint())
     return app
+
+
+def warm_up(app: Flask) -> None:
+    """Open what the first requests of this process would (PostgreSQL with the create compiled and the report read
+    prepared, Redis, the broker's producer, auth's keys) before it serves: gunicorn calls this in each worker
+    after `create_app`, so the first burst after a start is not slower (bench/README.md, the section on the
+    first round). Best effort: what an outage leaves closed, the first requests open, as they did before."""
+    from . import records
+
+    ctx: ReportsContext = app.extensions["reportflow"]
+    steps = {
+        "postgres": lambda: records.open_connection(ctx.reads, ctx.settings.job_order, ctx.sessions),
+        "redis": ctx.redis.ping,
+        "broker": lambda: connect_producer(ctx.celery),
+        "jwks": app.extensions["reportflow_jwks"].fetch,
+    }
+    for name, step in steps.items():
+        try:
+            step()
+        except Exception as exc:
+            log.warning("not ready ahead of the first request", extra={"part": name, "error": str(exc)})

@@ -4,4 +4,4 @@ from reportflow_common.settings import REPORTS
 
 
 def main() -> None:
-    serve_service(REPORTS, "reportflow_reports.app:create_app")
+    serve_service(REPORTS, "reportflow_reports.app:create_app", warm_up="reportflow_reports.app:warm_up")

@@ -140,6 +140,21 @@ def create_report(sessions: sessionmaker[Session], reads: Engine, user_id: str, 
     return report, report is not None
 
 
+def open_connection(reads: Engine, order: str, sessions: sessionmaker[Session]) -> None:
+    """What this process's first requests would do once: open a connection of `reads`, compile the create into
+    its statement cache by running it refused by the limit (`max_active` 0: nothing is inserted), PREPARE the
+    read of one report on it, and open a connection of `sessions` too. Raises on an outage."""
+    now = utcnow()
+    with reads.connect() as conn:
+        conn.execute(create_statement(order), {
+            "id": uuid.uuid4(), "user_id": uuid.uuid4(), "type": "demo", "params": {}, "status": c.QUEUED,
+            "progress": 0.0, "created_at": now, "rung_at": now, "idempotency_key": None, "request_hash": None,
+            "max_active": 0}).first()
+        _owned_with_position(order).prepare_on(conn)
+    with sessions() as session:
+        session.connection()
+
+
 def list_reports(sessions: sessionmaker[Session], user_id: str, status: str | None, limit: int,
                  cursor: tuple[datetime, uuid.UUID] | None) -> tuple[list[Report], tuple | None]:
     """Newest first, keyset-paginated on (created_at, id) so pages never skip or repeat a row."""

@@ -20,7 +20,9 @@ from reportflow_common.redis_pool import redis_client
 from reportflow_common.settings import Settings
 from reportflow_common.storage import make_storage
 
-from .jobs import WorkerContext, run_next_job
+from . import records
+from .builders import load_builders
+from .jobs import WorkerContext, open_connections, run_next_job
 from .reconciler import ReconcilerLoop, make_reconciler
 from .shutdown import ShutdownClock
 
@@ -31,7 +33,9 @@ HARD_TIME_LIMIT_MARGIN_SECONDS = 30
 class _PerProcess:
     """Clients are made in each prefork child, never inherited across fork: by a warm-up thread as the child
     starts (making the S3 client alone takes a second or more on a loaded machine, which a small report would
-    otherwise wait for), or by the first task if it comes first."""
+    otherwise wait for), or by the first task if it comes first. The warm-up thread then opens the child's
+    connections (PostgreSQL, with the claim prepared, Redis, S3) as its first job would: the first burst after
+    a start otherwise paid for them in every child (bench/README.md, the section on the first round)."""
 
     def __init__(self, settings: Settings, celery: Celery, shutdown: ShutdownClock):
         self.settings, self.celery, self.shutdown = settings, celery, shutdown
@@ -40,7 +44,11 @@ class _PerProcess:
 
     def warm_up(self, lane: bool) -> None:
         def make_clients():
-            self.get()
+            ctx = self.get()
+            try:
+                open_connections(ctx, lane)
+            except Exception as exc:  # an outage at start: the first job opens them, retrying as jobs do
+                log.warning("connections not opened ahead of the first job", extra={"error": str(exc)})
             log.info("process ready", extra={"lane": lane})
         threading.Thread(target=make_clients, name="warm-up", daemon=True).start()
 
@@ -68,6 +76,9 @@ def create_celery(settings: Settings, lane: bool = False) -> Celery:
     app.conf.update(task_soft_time_limit=settings.job_time_limit_seconds,
                     task_time_limit=settings.job_time_limit_seconds + HARD_TIME_LIMIT_MARGIN_SECONDS)
     shutdown = ShutdownClock(settings.graceful_timeout_seconds)  # shared memory: made before the pool forks
+    # what every job uses and each process would otherwise make on its first job: made once, inherited by the pool
+    load_builders(settings.xlsx_engine)
+    records.build_statements(settings.job_order, lane)
     resources = _PerProcess(settings, app, shutdown)
     loops: list[ReconcilerLoop] = []
 

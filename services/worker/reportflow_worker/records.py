@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from sqlalchemy import Boolean, and_, case, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import psycopg2
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,6 +70,19 @@ def _claim(order: str, lane: bool) -> Prepared:
                  .returning(*_REPORT_COLUMNS))
     return Prepared(f"claim_{order}_lane" if lane else f"claim_{order}", statement,
                     ("uuid", "interval", "bigint") if lane else ("uuid", "interval"))
+
+
+def build_statements(order: str, lane: bool) -> None:
+    """Build and compile the statements of every job (each cached per process) now: the worker calls this before
+    its pool forks, so a child inherits them instead of making them during its first job."""
+    _claim(order, lane)
+    _succeed_sql(psycopg2.dialect())
+
+
+def prepare_claim(statements: Engine, order: str, lane: bool) -> None:
+    """Open a connection of `statements` and PREPARE the claim on it: a process warming up before its first job."""
+    with statements.connect() as conn:
+        _claim(order, lane).prepare_on(conn)
 
 
 def _report_of(row) -> Report:

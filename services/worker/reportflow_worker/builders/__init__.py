@@ -62,6 +62,13 @@ def xlsx_writer(engine: str) -> Callable[[str, Iterable], None]:
     return write_xlsx
 
 
+def load_builders(xlsx_engine: str) -> None:
+    """Import every builder and the XLSX_ENGINE writer now: the worker calls this before its pool forks, so a
+    prefork child does not import (or, without bytecode files, compile) them during its first job."""
+    from . import activity, demo  # noqa: F401
+    xlsx_writer(xlsx_engine)
+
+
 @contextmanager
 def job_scratch_dir() -> Iterator[str]:
     """A private folder for one job's files, removed afterwards whatever happens.
