@@ -124,6 +124,9 @@ def create_celery(settings: Settings, lane: bool = False) -> Celery:
         from reportflow_common.metrics import mark_process_dead
         mark_process_dead(pid or os.getpid())
 
+    # the disabled one (results are ignored), loaded for the pool by the main thread, whose child runs the tasks:
+    # loading it scans every installed package's entry points
+    app.backend  # noqa: B018
     app.reportflow_resources = resources
     app.reportflow_shutdown = shutdown
     return app
