@@ -23,6 +23,7 @@ from reportflow_common.storage import make_storage
 from . import records
 from .builders import load_builders
 from .jobs import WorkerContext, open_connections, run_next_job
+from .metrics import worker_metrics
 from .reconciler import ReconcilerLoop, make_reconciler
 from .shutdown import ShutdownClock
 
@@ -68,6 +69,7 @@ class _PerProcess:
                                       OutboxPublisher(sessions, events, statements=statements),
                                       self.celery, self.shutdown, statements=statements)
             self._pid = os.getpid()
+            worker_metrics()  # its first use in a process creates every series (and its multiprocess files)
         return self._ctx
 
 
