@@ -3,7 +3,10 @@ process has its connections open and the claim prepared, a reports process its c
 prepared, and warming up changes no data and survives an outage. Against the real PostgreSQL, Redis and S3 server."""
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -56,6 +59,26 @@ def test_a_warmed_up_worker_process_claims_its_first_job_without_preparing_the_c
         records.claim_next(ctx.statements, 30, settings.job_order)))
     assert claimed[0] is not None and claimed[0].user_id == user_id
     assert not [sql for sql in sent if sql.startswith("PREPARE")], sent
+
+
+FIRST_JOB_SET_UP = """
+import json, sys
+from reportflow_common.settings import WORKER, load_settings
+from reportflow_worker import records
+from reportflow_worker.celery_app import create_celery
+create_celery(load_settings(WORKER))
+print(json.dumps({"modules": sorted(m for m in sys.modules if m.startswith("reportflow_worker.builders.")),
+                  "claims": records._claim.cache_info().currsize}))
+"""
+
+
+def test_the_worker_makes_what_every_job_uses_before_its_pool_forks(infra):
+    """In a fresh interpreter, as the worker's main process: what children inherit instead of making on a job."""
+    made = json.loads(subprocess.run([sys.executable, "-c", FIRST_JOB_SET_UP], env=infra.base_env(),
+                                     capture_output=True, text=True, check=True, timeout=60).stdout)
+    assert {"reportflow_worker.builders.demo", "reportflow_worker.builders.activity",
+            "reportflow_worker.builders.lean_xlsx"} <= set(made["modules"])
+    assert made["claims"] == 1
 
 
 def test_opening_a_worker_processs_connections_fails_loudly_when_postgresql_is_down(infra):
