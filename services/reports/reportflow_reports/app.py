@@ -112,7 +112,8 @@ def warm_up(app: Flask) -> None:
     """Open what the first requests of this process would (PostgreSQL with the create compiled and the report read
     prepared, Redis, the broker's producer, auth's keys) before it serves: gunicorn calls this in each worker
     after `create_app`, so the first burst after a start is not slower (bench/README.md, the section on the
-    first round). Best effort: what an outage leaves closed, the first requests open, as they did before."""
+    first round). Best effort: what an outage leaves closed, the first requests open, as they did before; an
+    unreachable part delays this worker's start by its connect timeout (a refused broker: ~6 s of kombu's retries)."""
     from . import records
 
     ctx: ReportsContext = app.extensions["reportflow"]
