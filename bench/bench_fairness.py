@@ -10,9 +10,11 @@ their started_at -> finished_at: it grows with the machine's load, not with the 
 slot-seconds (2 x makespan - building: what the scheduling itself costs). Figures only: nothing is asserted.
 
 Modes: `fifo` (JOB_ORDER=fifo, no lane: the order before issue 16), `fair-no-lane` (LANE_MAX_CELLS=0) and
-`fair` (the default: fair order and the reserved lane).
+`fair` (the default: fair order and the reserved lane). They run in rounds, the order reversed every other round
+(fifo, fair-no-lane, fair, then fair, fair-no-lane, fifo): a shared machine's speed drifts over minutes, and
+each mode's throughput is compared with fifo's of the same round, so over two rounds a steady drift cancels.
 
-    .venv/bin/python bench/bench_fairness.py                          # ten 1M-row reports per mode (minutes)
+    .venv/bin/python bench/bench_fairness.py                          # ten 1M-row reports, 2 rounds (minutes)
     .venv/bin/python bench/bench_fairness.py --large-rows 100000      # a quick run
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -116,6 +119,7 @@ def main() -> None:
     parser.add_argument("--large-count", type=int, default=10)
     parser.add_argument("--small-rows", type=int, default=1000)
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of: {', '.join(MODES)}")
+    parser.add_argument("--rounds", type=int, default=2, help="each runs every mode; the order reverses each round")
     args = parser.parse_args()
     modes = args.modes.split(",")
     workdir = Path(tempfile.mkdtemp(prefix="rf-bench-fair-"))
@@ -126,22 +130,31 @@ def main() -> None:
     try:
         print(f"CPUs: {os.cpu_count()}  load average: {os.getloadavg()[0]:.1f}  Python: {platform.python_version()}  "
               f"pool: 2 processes  {args.large_count} large reports of {args.large_rows:,} rows x {COLUMNS} "
-              f"(one user), then one of {args.small_rows:,} rows (another user)  storage: moto S3 on loopback")
-        print(f"{'mode':<14} {'small: create->notified s':>26} {'its queue_position':>19} "
+              f"(one user), then one of {args.small_rows:,} rows (another user)  storage: moto S3 on loopback  "
+              f"{args.rounds} rounds, the order reversed every other one")
+        print(f"{'round':>5} {'mode':<14} {'small: create->notified s':>26} {'its queue_position':>19} "
               f"{'large: makespan s':>18} {'large rows/s':>13} {'building s':>11} {'idle slot-s':>12} "
               f"{'lane CPU s':>11}")
-        results = {}
-        for mode in modes:
-            r = results[mode] = run_mode(infra, MODES[mode], args.large_count, args.large_rows, args.small_rows)
-            lane = f"{r['lane_cpu']:.2f}" if r["lane_cpu"] is not None else "-"
-            print(f"{mode:<14} {r['small_seconds']:>26.2f} {str(r['position']):>19} {r['makespan']:>18.1f} "
-                  f"{r['rows_per_second']:>13,.0f} {r['building']:>11.1f} {r['idle_slot_seconds']:>12.1f} "
-                  f"{lane:>11}", flush=True)
-        if "fifo" in results:
-            for mode in (m for m in results if m != "fifo"):
-                ratio = results[mode]["rows_per_second"] / results["fifo"]["rows_per_second"]
-                print(f"{mode}: the small report {results[mode]['small_seconds']:.2f} s vs fifo "
-                      f"{results['fifo']['small_seconds']:.2f} s; large throughput {ratio:.1%} of fifo's")
+        rounds: list[dict[str, dict]] = []
+        for n in range(args.rounds):
+            results = {}
+            for mode in modes if n % 2 == 0 else modes[::-1]:
+                r = results[mode] = run_mode(infra, MODES[mode], args.large_count, args.large_rows,
+                                             args.small_rows)
+                lane = f"{r['lane_cpu']:.2f}" if r["lane_cpu"] is not None else "-"
+                print(f"{n + 1:>5} {mode:<14} {r['small_seconds']:>26.2f} {str(r['position']):>19} "
+                      f"{r['makespan']:>18.1f} {r['rows_per_second']:>13,.0f} {r['building']:>11.1f} "
+                      f"{r['idle_slot_seconds']:>12.1f} {lane:>11}", flush=True)
+            rounds.append(results)
+        if "fifo" in modes:
+            for mode in (m for m in modes if m != "fifo"):
+                ratios = [r[mode]["rows_per_second"] / r["fifo"]["rows_per_second"] for r in rounds]
+                small = [r[mode]["small_seconds"] for r in rounds]
+                fifo_small = [r["fifo"]["small_seconds"] for r in rounds]
+                print(f"{mode}: the small report {statistics.median(small):.2f} s vs fifo "
+                      f"{statistics.median(fifo_small):.2f} s (medians); large throughput "
+                      f"{statistics.mean(ratios):.1%} of fifo's in the same round (mean of "
+                      f"{', '.join(f'{x:.1%}' for x in ratios)})")
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         for server in (s3, redis, postgres):

@@ -6,6 +6,7 @@ import requests
 import socketio
 
 from support.clients import SocketClient
+from support.stack import start_notifier
 from support.waiting import wait_until
 
 UNAUTHORIZED = [{"message": "unauthorized", "data": {"code": "unauthorized"}}]  # JS clients: err.data
@@ -43,7 +44,7 @@ def test_notifier_keeps_serving_after_refusals(api, stack):
 
 def test_foreign_origin_is_refused(api, stack):
     user = api.new_user()
-    client = SocketClient(stack.notifiers[0].url, user.token, headers={"Origin": "https://evil.example"})
+    client = SocketClient(stack.notifiers[0].url, user.token, origin="https://evil.example")
     with pytest.raises(socketio.exceptions.ConnectionError):
         client.connect()
 
@@ -128,3 +129,30 @@ def test_a_logged_out_token_cannot_reconnect_after_its_socket_was_ended(api, sta
     wait_until(lambda: sock.disconnected_at, 10, "the socket to be ended")
     assert sock.ended == [{"reason": "logged_out"}]
     assert _refused(stack.notifiers[0].url, {"token": user.token}).errors == UNAUTHORIZED
+
+
+@pytest.fixture(scope="module")
+def proxied_notifier(stack):
+    """A notifier as behind the gateway (TRUSTED_PROXY_HOPS=1), with the default same-origin policy."""
+    notifier = start_notifier(stack.infra, stack.auth_url + "/.well-known/jwks.json", TRUSTED_PROXY_HOPS="1")
+    try:
+        yield notifier
+    finally:
+        notifier.stop()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_behind_a_tls_proxy_the_public_origin_is_its_own_and_others_are_refused(api, proxied_notifier, transport):
+    """The proxy ends TLS and says so in X-Forwarded-Proto: a page served from https://<host> may open a socket
+    (its Origin is the notifier's own), one from another site may not."""
+    user = api.new_user()
+    host = proxied_notifier.url.split("://", 1)[1]
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    own = SocketClient(proxied_notifier.url, user.token, transports=[transport],
+                       headers=forwarded, origin=f"https://{host}").connect()
+    assert own.sio.connected
+    own.disconnect()
+    foreign = SocketClient(proxied_notifier.url, user.token, transports=[transport],
+                           headers=forwarded, origin="https://evil.example")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        foreign.connect()

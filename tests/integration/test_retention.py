@@ -49,9 +49,9 @@ def settings(infra):
 
 
 @pytest.fixture(scope="module")
-def ctx(settings, sessions):
+def ctx(settings, engine, sessions):
     redis = Redis.from_url(settings.redis_url)
-    yield worker_context(settings, sessions, redis, "test-retention")
+    yield worker_context(settings, engine, sessions, redis, "test-retention")
     redis.close()
 
 

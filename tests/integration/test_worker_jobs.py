@@ -49,8 +49,8 @@ def broker(settings):
 
 
 @pytest.fixture(scope="module")
-def ctx(settings, sessions, redis):
-    return worker_context(settings, sessions, redis, "test-worker")
+def ctx(settings, engine, sessions, redis):
+    return worker_context(settings, engine, sessions, redis, "test-worker")
 
 
 @pytest.fixture(scope="module")

@@ -87,15 +87,18 @@ class SocketClient:
     EVENTS = ("report.progress", "report.succeeded", "report.failed", "report.cancelled")
 
     def __init__(self, url: str, token: str | None, last_seq: int | None = None, transports=("websocket",),
-                 headers: dict | None = None):
+                 headers: dict | None = None, origin: str | None = None):
+        """`origin`: the page's origin, sent as a browser does (the WebSocket client otherwise adds one of its
+        own, and two Origin headers reach the server joined into one that matches nothing)."""
         self.url, self.token, self.last_seq, self.transports = url, token, last_seq, list(transports)
-        self.headers = headers or {}
+        self.headers = {**(headers or {}), **({"Origin": origin} if origin else {})}
         self.events: list[tuple[str, dict]] = []
         self.errors: list = []
         self.ended: list[dict] = []  # session.ended payloads
         self.disconnected_at: float | None = None  # time.monotonic() when the connection went
         self._cond = threading.Condition()
-        self.sio = socketio.Client(reconnection=False)
+        self.sio = socketio.Client(reconnection=False,
+                                   websocket_extra_options={"suppress_origin": True} if origin else {})
         for name in self.EVENTS:
             self.sio.on(name, self._recorder(name))
         self.sio.on("connect_error", lambda data: self.errors.append(data))

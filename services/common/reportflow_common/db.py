@@ -175,6 +175,14 @@ def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:
             raise DisconnectionError("pooled connection is dead") from exc  # the pool replaces it and retries
 
 
+def literal_sql(statement: Executable) -> str:
+    """`statement` as PostgreSQL text with every value inline (its `argument`s stay `$n`), for `Prepared`."""
+    sql = str(statement.compile(dialect=psycopg2.dialect(), compile_kwargs={"literal_binds": True}))
+    if "%(" in sql:  # SQLAlchemy left a value unrendered (it does in an INSERT's CTE or RETURNING)
+        raise ValueError("every value but the arguments must render as a literal")
+    return sql
+
+
 def argument(position: int, pg_type: str) -> ColumnElement:
     """The `position`-th argument (1-based) of a `Prepared` statement, in a statement built with SQLAlchemy."""
     return literal_column(f"${position}::{pg_type}")
@@ -190,14 +198,13 @@ class Prepared:
     `info` starts empty). `statement` takes its arguments as `argument(n, type)` and every other value as a
     literal, so the plan is made for them (a partial index on `status = 'queued'` still applies). Rows hold
     what psycopg2 returns (a uuid column as str). For SELECT and UPDATE: SQLAlchemy renders an INSERT's
-    Python-side defaults, CTEs and RETURNING subqueries without their values."""
+    Python-side defaults, CTEs and RETURNING subqueries without their values; such a statement is given as SQL
+    text, composed around `literal_sql` of the parts SQLAlchemy renders."""
 
-    def __init__(self, name: str, statement: Executable, argument_types: tuple[str, ...]):
+    def __init__(self, name: str, statement: Executable | str, argument_types: tuple[str, ...]):
         assert name.isidentifier()
         self.name = name
-        sql = str(statement.compile(dialect=psycopg2.dialect(), compile_kwargs={"literal_binds": True}))
-        if "%(" in sql:  # SQLAlchemy left a value unrendered (it does in an INSERT's CTE or RETURNING)
-            raise ValueError(f"{name}: every value but its arguments must render as a literal")
+        sql = statement if isinstance(statement, str) else literal_sql(statement)
         self.prepare = f"PREPARE {name}({', '.join(argument_types)}) AS {sql}"
         self.execute = f"EXECUTE {name}({', '.join(['%s'] * len(argument_types))})"
 

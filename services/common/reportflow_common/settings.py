@@ -37,7 +37,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DATABASE_URL", "SQLAlchemy URL of PostgreSQL (`postgresql+psycopg2://user:pass@host/db`).",
              (AUTH, REPORTS, WORKER, MIGRATE), secret=True),
     Variable("REDIS_URL", "Redis for token deny-list, event history, rate limits and the pub/sub channels that "
-             "carry events and revocations to the notifiers.", ALL),
+             "carry events and revocations to the notifiers. One server (or a managed primary with failover behind "
+             "one address), not Redis Cluster: the event scripts touch several users' keys in one step.", ALL),
     Variable("BROKER_URL", "Celery broker URL; empty means `REDIS_URL`.", (REPORTS, WORKER), ""),
     Variable("JWT_PRIVATE_KEY", "PEM Ed25519 private key that signs tokens (only auth has it).", (AUTH,),
              secret=True),

@@ -89,17 +89,18 @@ def as_function(wsgi: Callable) -> Callable:
 def init_web(app: Flask, service: str, checks: dict[str, ReadinessCheck], proxy_hops: int = 0,
              edge: Callable[[Callable], Callable] | None = None) -> None:
     """Bind the cross-cutting behaviour to `app`; `checks` name the dependencies /readyz probes. `edge`, when
-    given, wraps the request-id and HTTP-guard layers (inside ProxyFix): the notifier's takes WebSocket
-    upgrades out of them, doing what they do in one frame of its own."""
+    given, wraps the ProxyFix, request-id and HTTP-guard layers: the notifier's takes WebSocket upgrades out of
+    them, doing what they do in one frame of its own (nothing on that path reads the client's address, and
+    engine.io's same-origin check reads X-Forwarded-Proto itself)."""
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # Outermost, so they also cover what middleware inside answers on its own (Socket.IO's /socket.io).
     # Each as a plain function (see `as_function`).
     app.wsgi_app = as_function(RequestIdMiddleware(as_function(HttpGuard(app.wsgi_app))))
-    if edge is not None:
-        app.wsgi_app = edge(app.wsgi_app)
     if proxy_hops:  # behind the ingress: the client's address and scheme come from its X-Forwarded-* headers
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = as_function(ProxyFix(app.wsgi_app, x_for=proxy_hops, x_proto=proxy_hops))
+    if edge is not None:
+        app.wsgi_app = edge(app.wsgi_app)
     app.json.sort_keys = False
     install_error_handlers(app)
     metrics = http_metrics(service)

@@ -35,8 +35,9 @@ class _PerProcess:
     """Clients are made in each prefork child, never inherited across fork: by a warm-up thread as the child
     starts (making the S3 client alone takes a second or more on a loaded machine, which a small report would
     otherwise wait for), or by the first task if it comes first. The warm-up thread then opens the child's
-    connections (PostgreSQL, with the claim prepared, Redis, S3) as its first job would: the first burst after
-    a start otherwise paid for them in every child (bench/README.md, the section on the first round)."""
+    connections (PostgreSQL, with the claim and the success prepared, Redis, S3) as its first job would: the
+    first burst after a start otherwise paid for them in every child (bench/README.md, the section on the first
+    round)."""
 
     def __init__(self, settings: Settings, celery: Celery, shutdown: ShutdownClock):
         self.settings, self.celery, self.shutdown = settings, celery, shutdown

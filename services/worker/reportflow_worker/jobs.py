@@ -153,9 +153,9 @@ def run_next_job(ctx: WorkerContext, rung_for: str | None = None, lane: bool = F
 
 
 def open_connections(ctx: WorkerContext, lane: bool) -> None:
-    """Open the connections a job uses (PostgreSQL's two pools, the claim prepared on the statements one; Redis;
-    S3) ahead of the first job, which would otherwise open them while users wait. Raises on an outage."""
-    records.prepare_claim(ctx.statements, ctx.settings.job_order, lane)
+    """Open the connections a job uses (PostgreSQL's two pools, the claim and the success prepared on the statements
+    one; Redis; S3) ahead of the first job, which would otherwise open them while users wait. Raises on an outage."""
+    records.prepare_statements(ctx.statements, ctx.settings.job_order, lane)
     with ctx.sessions() as session:  # the transactions pool (lease renewals)
         session.connection()
     ctx.redis.ping()

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
-from sqlalchemy import Boolean, and_, case, func, literal_column, select, update
-from sqlalchemy.dialects.postgresql import psycopg2
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
-from reportflow_common.db import Prepared, Report, argument, transaction, utcnow
+from reportflow_common.db import Prepared, Report, argument, literal_sql, transaction, utcnow
 from reportflow_common.outbox import PendingEvent, add_terminal_event, terminal_event
 from reportflow_common.scheduling import FAIR, FIFO, job_cells, runnable_jobs
 
@@ -76,13 +75,15 @@ def build_statements(order: str, lane: bool) -> None:
     """Build and compile the statements of every job (each cached per process) now: the worker calls this before
     its pool forks, so a child inherits them instead of making them during its first job."""
     _claim(order, lane)
-    _succeed_sql(psycopg2.dialect())
+    _succeed()
 
 
-def prepare_claim(statements: Engine, order: str, lane: bool) -> None:
-    """Open a connection of `statements` and PREPARE the claim on it: a process warming up before its first job."""
+def prepare_statements(statements: Engine, order: str, lane: bool) -> None:
+    """Open a connection of `statements` and PREPARE every job's claim and success on it: a process warming up
+    before its first job."""
     with statements.connect() as conn:
         _claim(order, lane).prepare_on(conn)
+        _succeed().prepare_on(conn)
 
 
 def _report_of(row) -> Report:
@@ -142,13 +143,13 @@ def end_attempt(sessions: sessionmaker[Session], report_id: uuid.UUID, token: uu
     attempt no longer holds the job (its lease was taken back, or the report was deleted): then nothing is
     changed.
 
-    Two statements as SQL text (the update, which locks the row and decides the status, then the outbox row),
+    Two statements (the update, prepared, which locks the row and decides the status, then the outbox row),
     not an ORM load and flush: a round trip and most of the CPU fewer per job."""
+    names = tuple(sorted(values))
     with transaction(sessions) as s:
         connection = s.connection()
-        row = connection.exec_driver_sql(_end_sql(connection.dialect, tuple(sorted(values))), {
-            **values, "status": status, "succeeding": status == c.SUCCEEDED, "retention": retention,
-            "id": str(report_id), "token": str(token)}).first()
+        row = _end(names).run(connection, *_end_arguments(report_id, token, status, retention),
+                              *(values[name] for name in names)).first()
         if row is None:
             return None
         report = Report(**dict(zip(_ENDED_COLUMNS, row, strict=True)))  # detached: what the event is made of
@@ -186,12 +187,10 @@ def succeed_attempt(statements: Engine, report_id: uuid.UUID, token: uuid.UUID, 
     events = {status: terminal_event(_Ended(report_id, status, rows, size_bytes, created_at))
               for status in (c.SUCCEEDED, c.CANCELLED)}
     with statements.begin() as conn:
-        row = conn.exec_driver_sql(_succeed_sql(conn.dialect), {
-            "error": None, "progress": 1.0, "rows": rows, "size_bytes": size_bytes, "storage_key": storage_key,
-            "status": c.SUCCEEDED, "succeeding": True, "retention": retention, "id": str(report_id),
-            "token": str(token), "event": events[c.SUCCEEDED][0], "payload": json.dumps(events[c.SUCCEEDED][1]),
-            "other_event": events[c.CANCELLED][0], "other_payload": json.dumps(events[c.CANCELLED][1]),
-            "now": utcnow()}).first()
+        row = _succeed().run(conn, *_end_arguments(report_id, token, c.SUCCEEDED, retention),
+                             None, 1.0, rows, size_bytes, storage_key,  # _SUCCESS_VALUES
+                             events[c.SUCCEEDED][0], json.dumps(events[c.SUCCEEDED][1]),
+                             events[c.CANCELLED][0], json.dumps(events[c.CANCELLED][1]), utcnow()).first()
     if row is None:
         return None
     status, user_id, outbox_id = row
@@ -199,50 +198,56 @@ def succeed_attempt(statements: Engine, report_id: uuid.UUID, token: uuid.UUID, 
     return Ending(status, PendingEvent(outbox_id, _uuid(user_id), event, payload))
 
 
-def _succeed_sql(dialect) -> str:
-    """`_end_sql`'s update (SQL text of our own, no value in it) with the outbox row's insert after it."""
-    return (f"WITH ended AS ({_end_sql(dialect, _SUCCESS_VALUES)}), "  # noqa: S608
-            "event AS (INSERT INTO event_outbox (user_id, report_id, event, payload, created_at) "
-            "SELECT user_id, id, CASE WHEN status = %(status)s THEN %(event)s ELSE %(other_event)s END, "
-            "CAST(CASE WHEN status = %(status)s THEN %(payload)s ELSE %(other_payload)s END AS jsonb), %(now)s "
-            "FROM ended RETURNING id) "
-            "SELECT ended.status, ended.user_id, event.id FROM ended, event")
-
-
 _ENDED_COLUMNS = ("id", "user_id", "status", "rows", "size_bytes", "error", "created_at")
-_END_VALUES = frozenset({"rows", "size_bytes", "storage_key", "progress", "error"})
-_END_SQL: dict[tuple, str] = {}
+_END_ARGUMENT_TYPES = ("uuid", "uuid", "varchar", "boolean", "interval")  # _end_arguments'
+_END_VALUE_TYPES = {"rows": "integer", "size_bytes": "bigint", "storage_key": "varchar", "progress": "float8",
+                    "error": "text"}
 
 
-def _end_sql(dialect, names: tuple[str, ...]) -> str:
-    """The update that ends an attempt setting `names` too (unless a cancel wins: then only the status)."""
-    key = (dialect.name, names)
-    if key not in _END_SQL:
-        unknown = set(names) - _END_VALUES
-        if unknown:
-            raise TypeError(f"end_attempt cannot set {sorted(unknown)}")
-        wins = and_(literal_column("__succeeding__", Boolean), Report.cancel_requested)
-        table = Report.__table__.c
-        statement = (update(Report).where(Report.id == literal_column("__id__"), Report.status == c.RUNNING,
-                                          Report.attempt_token == literal_column("__token__"))
-                     .values(status=case((wins, c.CANCELLED), else_=literal_column("__status__")),
-                             finished_at=func.now(), expires_at=func.now() + literal_column("__retention__"),
-                             attempt_token=None, lease_expires_at=None,
-                             **{name: case((wins, table[name]), else_=literal_column(f"__{name}__"))
-                                for name in names})
-                     .returning(*(table[name] for name in _ENDED_COLUMNS)))
-        _END_SQL[key] = _with_placeholders(statement, dialect,
-                                           ("succeeding", "id", "token", "status", "retention", *names))
-    return _END_SQL[key]
+def _end_arguments(report_id: uuid.UUID, token: uuid.UUID, status: str, retention: timedelta) -> tuple:
+    return str(report_id), str(token), status, status == c.SUCCEEDED, retention
 
 
-def _with_placeholders(statement, dialect, names) -> str:
-    """`statement` as SQL text with its values inline, and `__name__` columns as the driver's `%(name)s`
-    parameters (the compiler would escape a % it is given)."""
-    sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-    for name in names:
-        sql = sql.replace(f"__{name}__", f"%({name})s")
-    return sql
+def _end_update(names: tuple[str, ...]):
+    """The update that ends an attempt setting `names` too (unless a cancel wins: then only the status), with
+    arguments (`_end_arguments`, then the values of `names`)."""
+    unknown = set(names) - set(_END_VALUE_TYPES)
+    if unknown:
+        raise TypeError(f"end_attempt cannot set {sorted(unknown)}")
+    report_id, token, status, succeeding, retention = (argument(n, pg_type)
+                                                       for n, pg_type in enumerate(_END_ARGUMENT_TYPES, 1))
+    wins = and_(succeeding, Report.cancel_requested)
+    table = Report.__table__.c
+    first = len(_END_ARGUMENT_TYPES) + 1
+    return (update(Report).where(Report.id == report_id, Report.status == c.RUNNING, Report.attempt_token == token)
+            .values(status=case((wins, c.CANCELLED), else_=status), finished_at=func.now(),
+                    expires_at=func.now() + retention, attempt_token=None, lease_expires_at=None,
+                    **{name: case((wins, table[name]), else_=argument(first + i, _END_VALUE_TYPES[name]))
+                       for i, name in enumerate(names)})
+            .returning(*(table[name] for name in _ENDED_COLUMNS)))
+
+
+@functools.cache
+def _end(names: tuple[str, ...]) -> Prepared:
+    return Prepared("end_attempt_" + "_".join(names), _end_update(names),
+                    _END_ARGUMENT_TYPES + tuple(_END_VALUE_TYPES[name] for name in names))
+
+
+@functools.cache
+def _succeed() -> Prepared:
+    """`_end`'s update setting `_SUCCESS_VALUES`, with the outbox row's insert after it (SQL text around it: an
+    INSERT in a CTE does not render through SQLAlchemy), arguments (..., event, payload, the other status's event,
+    its payload, now)."""
+    n = len(_END_ARGUMENT_TYPES) + len(_SUCCESS_VALUES)
+    is_succeeded = "status = $3::varchar"  # the status asked for: the cancel did not win
+    sql = (f"WITH ended AS ({literal_sql(_end_update(_SUCCESS_VALUES))}), "  # noqa: S608 (no value in it)
+           "event AS (INSERT INTO event_outbox (user_id, report_id, event, payload, created_at) "
+           f"SELECT user_id, id, CASE WHEN {is_succeeded} THEN ${n + 1} ELSE ${n + 3} END, "
+           f"CASE WHEN {is_succeeded} THEN ${n + 2} ELSE ${n + 4} END, ${n + 5} FROM ended RETURNING id) "
+           "SELECT ended.status, ended.user_id, event.id FROM ended, event")
+    values = tuple(_END_VALUE_TYPES[name] for name in _SUCCESS_VALUES)
+    return Prepared("succeed_attempt", sql,
+                    _END_ARGUMENT_TYPES + values + ("varchar", "jsonb", "varchar", "jsonb", "timestamptz"))
 
 
 def _uuid(value) -> uuid.UUID:
