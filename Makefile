@@ -112,6 +112,7 @@ bench: $(VENV)/.bench ## print every figure with its peer measured in the same r
 	$(BIN)/python bench/bench_demo_sheet.py
 	$(BIN)/python bench/bench_fairness.py
 	$(BIN)/python bench/bench_sockets.py
+	$(BIN)/python bench/bench_socket_rooms.py
 	$(BIN)/python bench/bench_throughput.py
 	$(BIN)/python bench/bench_api.py
 

@@ -11,7 +11,8 @@ tokens are signed here with a fresh Ed25519 key, so no auth service or database 
 console script, then the peer; clients in separate processes (tests/support/socket_swarm.py: asyncio, raw
 WebSocket frames, two processes), so that the server is what is measured. Per server:
 1. connect 10,000 sockets (5,000 users x 2): the server process's RSS delta / sockets, its CPU per connect;
-   then close every 10th socket at once and time until the server is quiet again (a mass disconnect);
+   then close every 10th socket at once (`--drop-every`) and time until the server is quiet again (a mass
+   disconnect), and count the sockets still open then (those the server dropped while it was busy are not);
 2. on a fresh server, one socket for each of the 5,000 users; publish events at the rate (8 publishing
    threads) to random users for the duration, the notifier's through reportflow's own publishing function
    (EventLog.publish), the peer's through python-socketio's RedisManager emitter, and time each from its
@@ -19,6 +20,7 @@ WebSocket frames, two processes), so that the server is what is measured. Per se
 Figures only: nothing is asserted.
 
     .venv/bin/python bench/bench_sockets.py [--sockets 10000] [--rate 500] [--seconds 20] [--swarms 2]
+        [--drop-every 10]
 """
 from __future__ import annotations
 
@@ -52,13 +54,13 @@ from support.waiting import free_port, wait_until  # noqa: E402
 PEER_CHANNEL = "bench-peer"
 EVENT = "report.progress"
 KB = 1024
-DROP_EVERY = 10  # the mass disconnect: every 10th socket at once
 PUBLISHERS = 8
 ROWS = [("sockets connected", "connected", "{:,}"), ("connects failed", "failed", "{:,}"),
         ("connect time s", "connect_s", "{:.1f}"), ("server CPU ms per connect", "cpu_ms_per_connect", "{:.2f}"),
         ("RSS before MiB", "rss_before", "mib"), ("RSS after MiB", "rss_after", "mib"),
         ("KB per socket", "kb_per_socket", "{:.1f}"), ("disconnects processed in s", "drain_s", "{:.1f}"),
         ("server CPU ms per disconnect", "cpu_ms_per_disconnect", "{:.2f}"),
+        ("sockets kept, open after it", "kept", "{:,}"), ("of those, still open", "kept_open", "{:,}"),
         ("sockets open (1 per user)", "open", "{:,}"),
         ("publish rate /s", "publish_rate", "{:.0f}"), ("events published", "published", "{:,}"),
         ("events received", "received", "{:,}"), ("latency p50 ms", "p50_ms", "{:.1f}"),
@@ -168,7 +170,7 @@ def start_swarms(server: ServerProcess, auths: list[dict], count: int) -> list[S
 
 
 def hold_sockets(server: ServerProcess, auths: list[dict], args) -> dict:
-    """Phase 1: connect every socket; memory and CPU per socket; then a mass disconnect of every 10th."""
+    """Phase 1: connect every socket; memory and CPU per socket; then a mass disconnect of every n-th."""
     worker = worker_process(server)
     time.sleep(1)
     rss_before, cpu_before = worker.memory_info().rss, cpu_seconds(worker)
@@ -179,15 +181,17 @@ def hold_sockets(server: ServerProcess, auths: list[dict], args) -> dict:
         time.sleep(2)
         rss_after, cpu_connect = worker.memory_info().rss, cpu_seconds(worker) - cpu_before
         dropped, cpu_before = time.perf_counter(), cpu_seconds(worker)
-        still = sum(s.ask(f"drop {DROP_EVERY}")["open"] for s in swarms)
+        still = sum(s.ask(f"drop {args.drop_every}")["open"] for s in swarms)
         wait_until(lambda: quiet(worker), 900, "the server to process the disconnects", interval=0)
+        drain_s, cpu_disconnects = time.perf_counter() - dropped, cpu_seconds(worker) - cpu_before
+        kept_open = sum(s.ask("report")["open"] for s in swarms)
         return {"connected": connected, "failed": sum(o["failed"] for o in opened),
+                "kept": still, "kept_open": kept_open,
                 "errors": [e for o in opened for e in o["errors"]][:3],
                 "connect_s": max(o["seconds"] for o in opened), "rss_before": rss_before, "rss_after": rss_after,
                 "kb_per_socket": (rss_after - rss_before) / KB / max(connected, 1),
                 "cpu_ms_per_connect": 1000 * cpu_connect / max(connected, 1),
-                "drain_s": time.perf_counter() - dropped,
-                "cpu_ms_per_disconnect": 1000 * (cpu_seconds(worker) - cpu_before) / max(connected - still, 1)}
+                "drain_s": drain_s, "cpu_ms_per_disconnect": 1000 * cpu_disconnects / max(connected - still, 1)}
     finally:
         for s in swarms:
             s.stop()
@@ -277,6 +281,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500, help="events published per second")
     parser.add_argument("--seconds", type=float, default=20, help="how long events are published")
     parser.add_argument("--swarms", type=int, default=2, help="client processes")
+    parser.add_argument("--drop-every", type=int, default=10, help="the mass disconnect closes every n-th socket")
     parser.add_argument("--servers", default="reportflow,python-socketio", help="which to measure (profiling)")
     parser.add_argument("--phases", default="hold,deliver", help="which phases to run (profiling)")
     parser.add_argument("--serve-peer", nargs=2, metavar=("PORT", "REDIS_URL"), help=argparse.SUPPRESS)
@@ -319,7 +324,8 @@ def report(results: dict, args, limit: int) -> None:
           f"Python {platform.python_version()}  open files: {limit}  "
           + "  ".join(f"{name} {version(name)}" for name in ("gunicorn", "gevent", "python-socketio",
                                                               "python-engineio")))
-    print(f"{args.sockets:,} sockets ({args.sockets // 2:,} users x 2) from {args.swarms} client processes; then "
+    print(f"{args.sockets:,} sockets ({args.sockets // 2:,} users x 2) from {args.swarms} client processes, "
+          f"every {args.drop_every} closed at once; then "
           f"{args.sockets // 2:,} users x 1, {args.rate:.0f} events/s to random users for {args.seconds:.0f} s")
     header = "".join(f" {name:>16}" for name in names) + (f" {'ratio':>7}" if len(names) == 2 else "")
     print(f"{'':32}{header}")

@@ -44,6 +44,7 @@ from .delivery import DeliveryGate, LiveDelivery, StalledSockets
 from .page import page_blueprint
 from .polling_guard import guard_polling, upgrades_first
 from .sessions import OpenSockets
+from .socket_rooms import IndexedRoomsManager
 from .subscriber import ChannelSubscriber
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ def create_app(settings: Settings) -> Flask:
     background: list = []  # the process's long-running tasks, started with its first socket
 
     app = Flask("reportflow_notifier", static_folder=None)
-    socketio = SocketIO(app, async_mode="gevent",
+    socketio = SocketIO(app, async_mode="gevent", client_manager=IndexedRoomsManager(),  # O(1) disconnects
                         cors_allowed_origins=settings.allowed_origins or None, transports=settings.transports,
                         ping_interval=20, ping_timeout=20, max_http_buffer_size=16 * 1024)
     guard = guard_polling(app, socketio)  # every /socket.io request answered in bounded time (see polling_guard)
