@@ -80,6 +80,7 @@ class ReportsContext:
     events: EventLog
     metrics: ReportsMetrics
     reads: Engine  # AUTOCOMMIT: single statements, one round trip each (db.engines_for, records.py)
+    keys: JwksKeys  # auth's public keys, which verify every token
 
 
 def create_app(settings: Settings) -> Flask:
@@ -95,13 +96,11 @@ def create_app(settings: Settings) -> Flask:
         register_scrape_collector("queue_depth", QueueDepthCollector(
             redis_client(settings, settings.effective_broker_url, socket_timeout=2, socket_connect_timeout=2)))
     app = Flask("reportflow_reports")
+    keys = JwksKeys(settings.jwks_url)
     app.extensions["reportflow"] = ReportsContext(settings, make_session_factory(engine), redis, storage, celery,
-                                                  events, reports_metrics(),
-                                                  single_statements)
+                                                  events, reports_metrics(), single_statements, keys)
     init_web(app, "reports", {"postgres": lambda: ping(engine), "redis": redis.ping, "storage": storage.ping},
              settings.trusted_proxy_hops)
-    keys = JwksKeys(settings.jwks_url)
-    app.extensions["reportflow_jwks"] = keys
     init_jwt(app, redis, settings.jwt_issuer, key_for=keys.key_for)
     app.register_blueprint(bp)
     app.register_blueprint(openapi_blueprint())
@@ -121,7 +120,7 @@ def warm_up(app: Flask) -> None:
         "postgres": lambda: records.open_connection(ctx.reads, ctx.settings.job_order, ctx.sessions),
         "redis": ctx.redis.ping,
         "broker": lambda: connect_producer(ctx.celery),
-        "jwks": app.extensions["reportflow_jwks"].fetch,
+        "jwks": ctx.keys.fetch,
     }
     for name, step in steps.items():
         try:

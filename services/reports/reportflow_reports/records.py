@@ -125,13 +125,10 @@ def create_report(sessions: sessionmaker[Session], reads: Engine, user_id: str, 
                 Report.user_id == uid, Report.idempotency_key == idempotency_key,
                 Report.created_at <= utcnow() - timedelta(seconds=c.IDEMPOTENCY_WINDOW_SECONDS),
             ).values(idempotency_key=None))
-    now = utcnow()
     try:
         with reads.connect() as conn:
-            report = conn.execute(create_statement(order), {
-                "id": uuid.uuid4(), "user_id": uid, "type": report_type, "params": params, "status": c.QUEUED,
-                "progress": 0.0, "created_at": now, "rung_at": now, "idempotency_key": idempotency_key,
-                "request_hash": fingerprint, "max_active": max_active}).first()
+            report = conn.execute(create_statement(order), _create_arguments(
+                uid, report_type, params, idempotency_key, fingerprint, max_active)).first()
     except IntegrityError:
         winner = earlier_answer(sessions, user_id, idempotency_key, fingerprint)
         if winner is None:
@@ -140,16 +137,22 @@ def create_report(sessions: sessionmaker[Session], reads: Engine, user_id: str, 
     return report, report is not None
 
 
+def _create_arguments(user_id: uuid.UUID, report_type: str, params: dict, idempotency_key: str | None,
+                      fingerprint: str | None, max_active: int) -> dict:
+    """`create_statement`'s parameters for a new queued report."""
+    now = utcnow()
+    return {"id": uuid.uuid4(), "user_id": user_id, "type": report_type, "params": params, "status": c.QUEUED,
+            "progress": 0.0, "created_at": now, "rung_at": now, "idempotency_key": idempotency_key,
+            "request_hash": fingerprint, "max_active": max_active}
+
+
 def open_connection(reads: Engine, order: str, sessions: sessionmaker[Session]) -> None:
     """What this process's first requests would do once: open a connection of `reads`, compile the create into
     its statement cache by running it refused by the limit (`max_active` 0: nothing is inserted), PREPARE the
     read of one report on it, and open a connection of `sessions` too. Raises on an outage."""
-    now = utcnow()
     with reads.connect() as conn:
-        conn.execute(create_statement(order), {
-            "id": uuid.uuid4(), "user_id": uuid.uuid4(), "type": "demo", "params": {}, "status": c.QUEUED,
-            "progress": 0.0, "created_at": now, "rung_at": now, "idempotency_key": None, "request_hash": None,
-            "max_active": 0}).first()
+        conn.execute(create_statement(order), _create_arguments(uuid.uuid4(), "demo", {}, None, None,
+                                                                max_active=0)).first()
         _owned_with_position(order).prepare_on(conn)
     with sessions() as session:
         session.connection()
