@@ -215,7 +215,11 @@ def stop(podman: Podman, container: str, grace: int) -> tuple[float, dict]:
     Passed explicitly: podman 4.3 leaves a played container's stop timeout at 10 s, whatever
     terminationGracePeriodSeconds says (so `podman kube down` would kill a worker mid-job)."""
     start = time.monotonic()
-    podman("stop", "-t", str(grace), container, timeout=grace + 30)
+    try:
+        podman("stop", "-t", str(grace), container, timeout=grace + 30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{container} still not stopped {grace + 30} s after SIGTERM: "
+                             f"{podman.state(container)}\n{podman.logs(container)}") from None
     return time.monotonic() - start, podman.state(container)
 
 

@@ -350,6 +350,7 @@ def test_worker_container_killed_mid_job_leaves_the_job_to_another(release, podm
         wait_ready(podman, worker)
 
 
+@pytest.mark.timeout(900)  # beyond the worker's 615 s grace: a stop that overruns fails with its state and logs
 def test_sigterm_stops_every_container_within_its_grace_period(release, podman):
     """What the kubelet does (SIGTERM, SIGKILL after terminationGracePeriodSeconds): each exits 0 in time; the
     worker, stopped mid-job, finishes the job first (it fits in the grace period: no hand-back)."""
