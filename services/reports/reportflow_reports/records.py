@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Insert, Row, Select, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Row, Select, and_, bindparam, func, literal, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from reportflow_common import contracts as c
-from reportflow_common.db import Prepared, Report, argument, transaction, utcnow
+from reportflow_common.db import Prepared, Report, argument, literal_sql, transaction, utcnow
 from reportflow_common.outbox import PendingEvent, add_terminal_event
 from reportflow_common.problems import Problem
 from reportflow_common.scheduling import active_jobs, newcomer_place, queue_counts, queue_position_of
@@ -38,21 +39,35 @@ def _owned_with_position(order: str) -> Prepared:
     return Prepared(f"report_owned_{order}", statement, ("uuid", "uuid"))
 
 
+# The columns a new report is inserted with, in the order of `create_statement`'s arguments ($1 ...), and their types.
+_CREATE_ARGUMENTS = (("id", "uuid"), ("user_id", "uuid"), ("type", "varchar"), ("params", "jsonb"),
+                     ("created_at", "timestamptz"), ("idempotency_key", "varchar"), ("request_hash", "varchar"))
+_MAX_ACTIVE = len(_CREATE_ARGUMENTS) + 1  # the last argument: the user's limit of queued and running reports
+# what every new report starts with (Python-side defaults of `Report` written out, as a prepared statement has none)
+_CREATE_CONSTANTS = {"status": c.QUEUED, "progress": 0.0, "attempts": 0, "cancel_requested": False}
+
+
 @functools.cache
-def create_statement(order: str) -> Insert:
+def create_statement(order: str) -> Prepared:
     """Insert a queued report only while its user has fewer than `max_active` queued or running ones, and
     return it with its `queue_position` in `order`, in one statement (no row back means the limit was reached).
     The limit counts that user's rows only; the place, counted over every active job (as they were before this
-    one), is computed only for a row inserted (PostgreSQL evaluates a CTE when it is read), so a 429 stays
-    cheap whatever the backlog."""
-    names = ("id", "user_id", "type", "params", "status", "progress", "created_at", "rung_at", "idempotency_key",
-             "request_hash")
-    params = {name: bindparam(name, type_=REPORTS.c[name].type) for name in names}
+    one: a subquery of RETURNING sees the table as the statement started), is computed only for a row inserted,
+    so a 429 stays cheap whatever the backlog. Prepared: planning this statement cost PostgreSQL more than
+    running it (bench/README.md, the prepared create). SQL text around the parts SQLAlchemy renders
+    (`literal_sql`): an INSERT's RETURNING subquery and its CTE do not render with their values."""
+    args = {name: argument(n, pg_type) for n, (name, pg_type) in enumerate(_CREATE_ARGUMENTS, 1)}
+    columns = (*args, "rung_at", *_CREATE_CONSTANTS)
     active = select(func.count()).select_from(REPORTS).where(
-        REPORTS.c.user_id == params["user_id"], active_jobs()).scalar_subquery()
-    values = select(*params.values()).where(active < bindparam("max_active"))
-    place = newcomer_place(order, queue_counts(params["created_at"], params["id"]).cte("counts"), params["user_id"])
-    return insert(REPORTS).from_select(list(names), values).returning(*REPORTS.c, place.label("queue_position"))
+        REPORTS.c.user_id == args["user_id"], active_jobs()).scalar_subquery()
+    values = select(*args.values(), args["created_at"], *(literal(value, REPORTS.c[name].type)
+                                                          for name, value in _CREATE_CONSTANTS.items()))
+    values = values.where(active < argument(_MAX_ACTIVE, "integer"))
+    place = newcomer_place(order, queue_counts(args["created_at"], args["id"]).cte("counts"), args["user_id"])
+    sql = (f"INSERT INTO reports ({', '.join(columns)}) {literal_sql(values)} "  # noqa: S608 (no value in it)
+           f"RETURNING {', '.join(f'reports.{column.name}' for column in REPORTS.c)}, "
+           f"({literal_sql(place.element)}) AS queue_position")
+    return Prepared(f"create_report_{order}", sql, tuple(pg_type for _, pg_type in _CREATE_ARGUMENTS) + ("integer",))
 
 
 def report_json(r: Report, queue_position: int | None = None) -> dict:
@@ -126,9 +141,8 @@ def create_report(sessions: sessionmaker[Session], reads: Engine, user_id: str, 
                 Report.created_at <= utcnow() - timedelta(seconds=c.IDEMPOTENCY_WINDOW_SECONDS),
             ).values(idempotency_key=None))
     try:
-        with reads.connect() as conn:
-            report = conn.execute(create_statement(order), _create_arguments(
-                uid, report_type, params, idempotency_key, fingerprint, max_active)).first()
+        report = create_statement(order).first(reads, *_create_arguments(uid, report_type, params, idempotency_key,
+                                                                  fingerprint, max_active))
     except IntegrityError:
         winner = earlier_answer(sessions, user_id, idempotency_key, fingerprint)
         if winner is None:
@@ -138,21 +152,17 @@ def create_report(sessions: sessionmaker[Session], reads: Engine, user_id: str, 
 
 
 def _create_arguments(user_id: uuid.UUID, report_type: str, params: dict, idempotency_key: str | None,
-                      fingerprint: str | None, max_active: int) -> dict:
-    """`create_statement`'s parameters for a new queued report."""
-    now = utcnow()
-    return {"id": uuid.uuid4(), "user_id": user_id, "type": report_type, "params": params, "status": c.QUEUED,
-            "progress": 0.0, "created_at": now, "rung_at": now, "idempotency_key": idempotency_key,
-            "request_hash": fingerprint, "max_active": max_active}
+                      fingerprint: str | None, max_active: int) -> tuple:
+    """`create_statement`'s arguments for a new queued report."""
+    return (str(uuid.uuid4()), str(user_id), report_type, json.dumps(params), utcnow(), idempotency_key,
+            fingerprint, max_active)
 
 
 def open_connection(reads: Engine, order: str, sessions: sessionmaker[Session]) -> None:
-    """What this process's first requests would do once: open a connection of `reads`, compile the create into
-    its statement cache by running it refused by the limit (`max_active` 0: nothing is inserted), PREPARE the
-    read of one report on it, and open a connection of `sessions` too. Raises on an outage."""
+    """What this process's first requests would do once: open a connection of `reads`, PREPARE the create and
+    the read of one report on it, and open a connection of `sessions` too. Raises on an outage."""
     with reads.connect() as conn:
-        conn.execute(create_statement(order), _create_arguments(uuid.uuid4(), "demo", {}, None, None,
-                                                                max_active=0)).first()
+        create_statement(order).prepare_on(conn)
         _owned_with_position(order).prepare_on(conn)
     with sessions() as session:
         session.connection()
