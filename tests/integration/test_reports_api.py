@@ -181,12 +181,14 @@ def test_nothing_is_stored_or_queued_for_a_refused_request(reports, alice, broke
 
 
 def test_a_doorbell_names_its_queue_for_the_worker(reports_app, broker):
-    """The worker tells a lane message from a pool message by its routing key (its pass-on, jobs.run_next_job)."""
+    """The worker tells a lane message from a pool message by its routing key (its pass-on, jobs.run_next_job).
+    A doorbell declares nothing: it lands in its queue even in a broker that lost every declaration (a Redis
+    restarted without its data)."""
     from reportflow_common.queue import ring_doorbell
 
     celery = reports_app.extensions["reportflow"].celery
     for queue in (c.REPORTS_QUEUE, c.LANE_QUEUE):
-        broker.delete(queue)
+        broker.delete(queue, *broker.keys("_kombu.binding.*"))
         ring_doorbell(celery, "r1", queue)
         (raw,) = broker.lrange(queue, 0, -1)
         broker.delete(queue)
