@@ -108,7 +108,7 @@ def create_app(settings: Settings) -> Flask:
 
 
 def warm_up(app: Flask) -> None:
-    """Open what the first requests of this process would (PostgreSQL with the create compiled and the report read
+    """Open what the first requests of this process would (PostgreSQL with the create and the report read
     prepared, Redis, the broker's producer, auth's keys) before it serves: gunicorn calls this in each worker
     after `create_app`, so the first burst after a start is not slower (bench/README.md, the section on the
     first round). Best effort: what an outage leaves closed, the first requests open, as they did before; an
