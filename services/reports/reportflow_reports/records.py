@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Row, Select, and_, bindparam, func, literal, or_, select, update
+from sqlalchemy import Row, Select, and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,10 +32,15 @@ def _owned_statement() -> Select:
 
 @functools.cache
 def _owned_with_position(order: str) -> Prepared:
-    """One report of one user with its `queue_position` in the run order `order`: what GET /v1/reports/{id}
-    reads, prepared (planning the ranking cost PostgreSQL more than running it)."""
-    statement = select(REPORTS, queue_position_of(order, REPORTS.c.id).label("queue_position")).where(
-        REPORTS.c.id == argument(1, "uuid"), REPORTS.c.user_id == argument(2, "uuid"))
+    """One report by its id, with its `queue_position` in the run order `order` when it is queued and its owner
+    is the user given: what GET /v1/reports/{id} reads, prepared (planning the ranking cost PostgreSQL more than
+    running it). Found by the primary key alone, and the owner checked by `get_owned`: with the user's id in the
+    WHERE clause a plan made while the table was small (a prepared statement keeps it) found the row through the
+    user's index (user_id, created_at, id), walking every report of that user, dead ones too, on each GET
+    (bench/README.md, GET by its primary key)."""
+    mine = REPORTS.c.user_id == argument(2, "uuid")
+    statement = select(REPORTS, case((mine, queue_position_of(order, REPORTS.c.id)), else_=None).label(
+        "queue_position")).where(REPORTS.c.id == argument(1, "uuid"))
     return Prepared(f"report_owned_{order}", statement, ("uuid", "uuid"))
 
 
@@ -104,7 +109,9 @@ def get_owned(reads: Engine, user_id: str, report_id: uuid.UUID | None,
     if report_id is None:
         return None
     if position_order is not None:
-        return _owned_with_position(position_order).first(reads, str(report_id), str(uuid.UUID(user_id)))
+        owner = str(uuid.UUID(user_id))
+        report = _owned_with_position(position_order).first(reads, str(report_id), owner)
+        return report if report is not None and str(report.user_id) == owner else None
     with reads.connect() as conn:
         return conn.execute(_owned_statement(), {"id": report_id, "user_id": uuid.UUID(user_id)}).first()
 
