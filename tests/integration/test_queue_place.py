@@ -66,7 +66,7 @@ def _place_from_insert_and_ranking(engine, users, jobs, new, order, spare: int):
             conn.execute(insert(REPORTS), rows)
         inserted = records.create_statement(order).run(conn, str(uuid.uuid4()), str(users[user_index]), "demo", "{}",
                                                        at[slot], None, "h", active + spare).first()
-        ranked = None if inserted is None else scheduling.queue_positions(conn, order, [uuid.UUID(str(inserted.id))])
+        ranked = None if inserted is None else scheduling.queue_positions(conn, order, [inserted.id])
         tx.rollback()
     return inserted, ranked
 
@@ -76,7 +76,7 @@ def _place_from_insert_and_ranking(engine, users, jobs, new, order, spare: int):
 @given(jobs=queue, new=newcomer)
 def test_the_place_the_insert_returns_is_the_place_in_the_run_order(engine, users, order, jobs, new):
     inserted, ranked = _place_from_insert_and_ranking(engine, users, jobs, new, order, spare=1)
-    assert inserted.queue_position == ranked[uuid.UUID(str(inserted.id))]
+    assert inserted.queue_position == ranked[inserted.id]
 
 
 @pytest.mark.parametrize("spare, created", [(0, False), (1, True)])

@@ -197,7 +197,8 @@ class Prepared:
     disconnects and the pool behave as for any statement, and a replaced connection prepares again (its
     `info` starts empty). `statement` takes its arguments as `argument(n, type)` and every other value as a
     literal, so the plan is made for them (a partial index on `status = 'queued'` still applies). Rows hold
-    what psycopg2 returns (a uuid column as str). For SELECT and UPDATE: SQLAlchemy renders an INSERT's
+    what psycopg2 returns (a uuid column as `uuid.UUID`: SQLAlchemy's psycopg2 dialect registers
+    that type on each connection). For SELECT and UPDATE: SQLAlchemy renders an INSERT's
     Python-side defaults, CTEs and RETURNING subqueries without their values; such a statement is given as SQL
     text, composed around `literal_sql` of the parts SQLAlchemy renders."""
 

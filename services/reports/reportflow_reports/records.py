@@ -104,14 +104,14 @@ def _iso(value: datetime | None) -> str | None:
 def get_owned(reads: Engine, user_id: str, report_id: uuid.UUID | None,
               position_order: str | None = None) -> Row | None:
     """The caller's report (a row with a Report's attributes), or None: another user's report is
-    indistinguishable from a missing one. With `position_order` the row also has `queue_position` (and,
-    read by a prepared statement, its uuid columns as str). `reads` is an AUTOCOMMIT engine."""
+    indistinguishable from a missing one. With `position_order` the row also has `queue_position`. `reads` is an
+    AUTOCOMMIT engine."""
     if report_id is None:
         return None
     if position_order is not None:
-        owner = str(uuid.UUID(user_id))
-        report = _owned_with_position(position_order).first(reads, str(report_id), owner)
-        return report if report is not None and str(report.user_id) == owner else None
+        owner = uuid.UUID(user_id)
+        report = _owned_with_position(position_order).first(reads, str(report_id), str(owner))
+        return report if report is not None and report.user_id == owner else None
     with reads.connect() as conn:
         return conn.execute(_owned_statement(), {"id": report_id, "user_id": uuid.UUID(user_id)}).first()
 
@@ -148,8 +148,8 @@ def create_report(sessions: sessionmaker[Session], reads: Engine, user_id: str, 
                 Report.created_at <= utcnow() - timedelta(seconds=c.IDEMPOTENCY_WINDOW_SECONDS),
             ).values(idempotency_key=None))
     try:
-        report = create_statement(order).first(reads, *_create_arguments(uid, report_type, params, idempotency_key,
-                                                                  fingerprint, max_active))
+        report = create_statement(order).first(
+            reads, *_create_arguments(uid, report_type, params, idempotency_key, fingerprint, max_active))
     except IntegrityError:
         winner = earlier_answer(sessions, user_id, idempotency_key, fingerprint)
         if winner is None:
