@@ -275,25 +275,6 @@ def test_migration_0003_dates_the_reports_that_had_ended_and_downgrades(scratch_
     upgrade(scratch_database, "0003")  # and up again, with the default retention
 
 
-
-def _reports_options(url: str) -> set[str]:
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT reloptions FROM pg_class WHERE relname = 'reports' AND relkind = 'r'")
-        options = set(cur.fetchone()[0] or ())
-    conn.close()
-    return options
-
-
-def test_migration_0005_has_autovacuum_count_the_reports_dead_rows_and_downgrades(scratch_database):
-    """However many reports the table keeps, autovacuum takes it once 2,000 rows are dead (bench_queue_churn.py:
-    with PostgreSQL's 20 % of the table, every claim walked tens of thousands of dead queue entries)."""
-    upgrade(scratch_database, "0005")
-    assert _reports_options(scratch_database) == {"autovacuum_vacuum_scale_factor=0",
-                                                  "autovacuum_vacuum_threshold=2000"}
-    downgrade(scratch_database, "0004")
-    assert _reports_options(scratch_database) == set()
-    upgrade(scratch_database)
-
 # The second line of defence: the bucket's lifecycle rule (README, "Report retention")
 
 def test_the_documented_lifecycle_rule_is_accepted_by_s3_and_never_runs_ahead_of_the_retention(infra):
