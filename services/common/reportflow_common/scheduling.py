@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
@@ -66,21 +67,45 @@ def size_class(report_type: str, params: dict, max_cells: int) -> str:
     return SMALL if cells_of(report_type, params) <= max_cells else LARGE
 
 
-def _run_order(order: str) -> tuple[Select, tuple]:
-    """The runnable jobs and the keys they run in. Fair: each job's `turn` comes from a MATERIALIZED CTE, computed
-    once per statement: as a subquery, a plan made after a VACUUM or ANALYZE of a table with many dead queue
-    entries rescanned it for every queued job (80-200 ms a claim instead of 0.3; bench/bench_queue_churn.py)."""
-    runnable = select(Report.id).where(Report.status == c.QUEUED, Report.cancel_requested.is_(False))
-    if order == FIFO:
-        return runnable, (Report.created_at, Report.id)
+def runnable() -> ColumnElement[bool]:
+    """A job that may run: queued and not cancelled."""
+    return and_(Report.status == c.QUEUED, Report.cancel_requested.is_(False))
+
+
+@functools.cache
+def _turns() -> CTE:
+    """Each runnable job's `turn` (with its id and created_at), and each user's running jobs before it, as
+    MATERIALIZED CTEs: each computed once per statement. As subqueries, PostgreSQL rescanned them for every queued
+    job wherever its estimates were low (a plan made when the queue was small, which a prepared statement keeps):
+    a claim with 2,000 jobs queued took 2.2 s, and 20 jobs queued behind a few thousand dead index entries
+    55,000 buffers (bench/README.md, the queue at scale)."""
     running = (select(Report.user_id, func.count().label("jobs")).where(Report.status == c.RUNNING)
-               .group_by(Report.user_id).subquery("running"))
-    turns = (select(Report.id, (func.coalesce(running.c.jobs, 0) + func.row_number().over(
-                partition_by=Report.user_id, order_by=(Report.created_at, Report.id))).label("turn"))
-             .outerjoin(running, running.c.user_id == Report.user_id)
-             .where(Report.status == c.QUEUED, Report.cancel_requested.is_(False))
-             .cte("turns").prefix_with("MATERIALIZED"))
-    return runnable.join(turns, turns.c.id == Report.id), (turns.c.turn, Report.created_at, Report.id)
+               .group_by(Report.user_id).cte("running").prefix_with("MATERIALIZED"))
+    turn = func.coalesce(running.c.jobs, 0) + func.row_number().over(
+        partition_by=Report.user_id, order_by=(Report.created_at, Report.id))
+    return (select(Report.id, Report.created_at, turn.label("turn"))
+            .outerjoin(running, running.c.user_id == Report.user_id).where(runnable())
+            .cte("turns").prefix_with("MATERIALIZED"))
+
+
+def next_job(order: str, *conditions: ColumnElement[bool]) -> ScalarSelect:
+    """The id of the first runnable job in `order` that meets `conditions` (on `Report`; the lane: small jobs only)
+    and that no other transaction holds, locked FOR UPDATE (SKIP LOCKED: concurrent claims take different jobs);
+    the one place that decides which job runs next. Fair: the jobs are ranked once, by their turns, and tried in
+    that order by primary key (a LATERAL subquery takes the lock), so the cost grows with the queue's length times
+    its logarithm, not its square. The jobs are sorted in a subquery, before the join, so that the nested loop
+    stops at the first job it can lock: sorted after it, the LATERAL locked every queued job during the claim, and
+    a concurrent claim found none (`test_a_claim_in_flight_holds_only_the_job_it_takes`)."""
+    if order == FIFO:
+        return (select(Report.id).where(runnable(), *conditions).order_by(Report.created_at, Report.id).limit(1)
+                .with_for_update(skip_locked=True).scalar_subquery())
+    turns = _turns()
+    keys = (turns.c.turn, turns.c.created_at, turns.c.id)
+    ordered = select(*keys).order_by(*keys).subquery("ordered")  # sorted before the join: see below
+    taken = (select(Report.id).where(Report.id == ordered.c.id, runnable(), *conditions)
+             .with_for_update(skip_locked=True).lateral("taken"))
+    return (select(taken.c.id).select_from(ordered).join(taken, true())
+            .order_by(ordered.c.turn, ordered.c.created_at, ordered.c.id).limit(1).scalar_subquery())
 
 
 def active_jobs() -> ColumnElement[bool]:
@@ -94,17 +119,17 @@ def queue_counts(created_at: ColumnElement, report_id: ColumnElement) -> Select:
     """Per user with active jobs: `running` jobs, `queued` runnable ones, and those of them `ahead` of a job
     created at (`created_at`, `report_id`), oldest first: what `newcomer_place` needs, in one aggregate over
     the active rows."""
-    runnable = and_(Report.status == c.QUEUED, Report.cancel_requested.is_(False))
     older = tuple_(Report.created_at, Report.id) < tuple_(created_at, report_id)
     return (select(Report.user_id, func.count().filter(Report.status == c.RUNNING).label("running"),
-                   func.count().filter(runnable).label("queued"), func.count().filter(runnable, older).label("ahead"))
+                   func.count().filter(runnable()).label("queued"),
+                   func.count().filter(runnable(), older).label("ahead"))
             .where(active_jobs()).group_by(Report.user_id))
 
 
 def newcomer_place(order: str, counts: CTE, user_id: ColumnElement) -> ScalarSelect:
     """The place in the run order of a job being inserted for `user_id`, from the `queue_counts` (for that job's
     created_at and id) of the table without it, so the same statement can insert it and tell its place. The
-    same order as `_run_order`, counted instead of ranked: no window over the whole queue.
+    same order as `next_job`, counted instead of ranked: no window over the whole queue.
 
     Fair: the newcomer's turn is T = running + ahead + 1 of its user. Another user's jobs have turns running + 1,
     running + 2, ...: those below T all run before it, and the one at T (its place among that user's jobs:
@@ -122,19 +147,17 @@ def newcomer_place(order: str, counts: CTE, user_id: ColumnElement) -> ScalarSel
     return select(cast(1 + func.coalesce(func.sum(before), 0), Integer)).scalar_subquery()
 
 
-def runnable_jobs(order: str = FAIR) -> Select:
-    """Queued, not cancelled jobs (`Report.id`) in the order they are to run; the one place that decides it.
-    Callers may filter further on `Report` (the lane: small jobs only)."""
-    runnable, keys = _run_order(order)
-    return runnable.order_by(*keys)
-
-
 @functools.cache
 def _ranked(order: str) -> Subquery:
-    """Every runnable job's 1-based `place` in the run order. Built once per order (per process): building and
-    hashing this statement anew cost more CPU than the query itself."""
-    runnable, keys = _run_order(order)
-    return runnable.add_columns(func.row_number().over(order_by=keys).label("place")).subquery("ranked")
+    """Every runnable job's 1-based `place` in the run order (`next_job`'s). Built once per order (per process):
+    building and hashing this statement anew cost more CPU than the query itself."""
+    if order == FIFO:
+        keys = (Report.created_at, Report.id)
+        return select(Report.id, func.row_number().over(order_by=keys).label("place")).where(
+            runnable()).subquery("ranked")
+    turns = _turns()
+    keys = (turns.c.turn, turns.c.created_at, turns.c.id)
+    return select(turns.c.id, func.row_number().over(order_by=keys).label("place")).subquery("ranked")
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """State changes of report rows made by the worker and its reconciler. PostgreSQL holds the truth:
 
 - `claim_next` takes the next runnable job (`queued -> running`) with a fresh attempt token and a lease, in
-  the order `reportflow_common.scheduling.runnable_jobs` decides (fair across users, or FIFO).
+  the order `reportflow_common.scheduling.next_job` decides (fair across users, or FIFO).
 - Every change an attempt makes afterwards names its token (`renew_lease`, `end_attempt`, `hand_back`), so
   an attempt whose job was taken back can never commit anything.
 - The reconciler takes back running jobs whose lease ran out (`take_back_expired`), finds queued jobs
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reportflow_common import contracts as c
 from reportflow_common.db import Prepared, Report, argument, literal_sql, transaction, utcnow
 from reportflow_common.outbox import PendingEvent, add_terminal_event, terminal_event
-from reportflow_common.scheduling import FAIR, FIFO, job_cells, runnable_jobs
+from reportflow_common.scheduling import FAIR, job_cells, next_job, runnable
 
 
 def _lease(seconds: float):
@@ -57,11 +57,8 @@ _REPORT_COLUMNS = tuple(Report.__table__.columns)
 @functools.cache
 def _claim(order: str, lane: bool) -> Prepared:
     """The claim, prepared, with arguments (token, lease[, max_cells]) and every other value inline. The order
-    is still `runnable_jobs`', so the worker claims in the order the reports service tells."""
-    candidates = runnable_jobs(order)
-    if lane:
-        candidates = candidates.where(job_cells() <= argument(3, "bigint"))
-    target = candidates.limit(1).with_for_update(skip_locked=True, of=Report).scalar_subquery()
+    is `next_job`'s, so the worker claims in the order the reports service tells."""
+    target = next_job(order, *([job_cells() <= argument(3, "bigint")] if lane else []))
     statement = (update(Report).where(Report.id == target, Report.status == c.QUEUED)
                  .values(status=c.RUNNING, attempt_token=argument(1, "uuid"),
                          lease_expires_at=func.now() + argument(2, "interval"),
@@ -325,9 +322,9 @@ def count_queued(sessions: sessionmaker[Session]) -> int:
 def queued_to_ring(sessions: sessionmaker[Session], rung_before_seconds: float, limit: int) -> list[Row]:
     """Queued jobs not rung for `rung_before_seconds` (or never), never-rung first, then oldest first: rows of
     (id, type, params), so each is rung on the queue of its size."""
-    stale = runnable_jobs(FIFO).add_columns(Report.type, Report.params).where(
-        (Report.rung_at.is_(None)) | (Report.rung_at < func.now() - timedelta(seconds=rung_before_seconds)))
-    query = stale.order_by(None).order_by(Report.rung_at.asc().nulls_first(), Report.created_at, Report.id)
+    query = select(Report.id, Report.type, Report.params).where(runnable(), (Report.rung_at.is_(None)) | (
+        Report.rung_at < func.now() - timedelta(seconds=rung_before_seconds))).order_by(
+        Report.rung_at.asc().nulls_first(), Report.created_at, Report.id)
     with sessions() as s:
         return list(s.execute(query.limit(limit)))
 
