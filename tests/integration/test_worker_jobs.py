@@ -130,7 +130,6 @@ def test_claims_take_the_oldest_runnable_job_and_skip_one_another(statements, se
     assert first.lease_expires_at > utcnow() + timedelta(seconds=25)
 
 
-
 @pytest.mark.parametrize("lane", [False, True], ids=["pool", "lane"])
 def test_a_claim_in_flight_holds_only_the_job_it_takes(statements, engine, sessions, lane):
     """While one claim's transaction is open, every other queued job is left to the next claims, whatever plan
@@ -145,6 +144,7 @@ def test_a_claim_in_flight_holds_only_the_job_it_takes(statements, engine, sessi
         assert held is not None and held.id == jobs[0]  # the first in the fair order: the oldest
         others = claim_all(statements, scheduling.FAIR, max_cells)
     assert len(others) == 199 and set(others) == set(jobs) - {held.id}
+
 
 # The order (reportflow_common.scheduling)
 
