@@ -25,9 +25,9 @@ REPORTS = Report.__table__
 
 
 @functools.cache
-def _owned_statement() -> Select:
-    """One report of one user."""
-    return select(REPORTS).where(REPORTS.c.id == bindparam("id"), REPORTS.c.user_id == bindparam("user_id"))
+def _report_statement() -> Select:
+    """One report by its id (`get_owned` checks the owner)."""
+    return select(REPORTS).where(REPORTS.c.id == bindparam("id"))
 
 
 @functools.cache
@@ -108,12 +108,13 @@ def get_owned(reads: Engine, user_id: str, report_id: uuid.UUID | None,
     AUTOCOMMIT engine."""
     if report_id is None:
         return None
+    owner = uuid.UUID(user_id)
     if position_order is not None:
-        owner = uuid.UUID(user_id)
         report = _owned_with_position(position_order).first(reads, str(report_id), str(owner))
-        return report if report is not None and report.user_id == owner else None
-    with reads.connect() as conn:
-        return conn.execute(_owned_statement(), {"id": report_id, "user_id": uuid.UUID(user_id)}).first()
+    else:
+        with reads.connect() as conn:
+            report = conn.execute(_report_statement(), {"id": report_id}).first()
+    return report if report is not None and report.user_id == owner else None
 
 
 def find_idempotent(sessions: sessionmaker[Session], user_id: str, key: str) -> Report | None:
