@@ -18,6 +18,7 @@ from sqlalchemy import (
     CTE,
     BigInteger,
     ColumnElement,
+    FromClause,
     Integer,
     ScalarSelect,
     Select,
@@ -88,25 +89,30 @@ def _turns() -> CTE:
             .cte("turns").prefix_with("MATERIALIZED"))
 
 
+def _in_order(order: str) -> tuple[FromClause, tuple[ColumnElement, ...]]:
+    """The runnable jobs and the keys they run in, the last one their `id`: the one place that decides the order.
+    Fifo: oldest first. Fair: by turn (`_turns`), then oldest."""
+    if order == FIFO:
+        jobs = select(Report.id, Report.created_at).where(runnable()).subquery("runnable")
+        return jobs, (jobs.c.created_at, jobs.c.id)
+    turns = _turns()
+    return turns, (turns.c.turn, turns.c.created_at, turns.c.id)
+
+
 def next_job(order: str, *conditions: ColumnElement[bool]) -> ScalarSelect:
     """The id of the first runnable job in `order` that meets `conditions` (on `Report`; the lane: small jobs only)
-    and that no other transaction holds, locked FOR UPDATE (SKIP LOCKED: concurrent claims take different jobs);
-    the one place that decides which job runs next. Fair: the jobs are ranked once, by their turns, and tried in
-    that order by primary key (a LATERAL subquery takes the lock), so the cost grows with the queue's length times
-    its logarithm, not its square (joined as a set, 2,000 queued jobs took a claim 2.2 s, now 3 ms). The jobs
-    are sorted in a subquery, before the join, so that the nested loop stops at the first job it can lock: sorted
-    after it, the LATERAL locked every queued job during the claim, and a concurrent claim found none
-    (`test_a_claim_in_flight_holds_only_the_job_it_takes`)."""
-    if order == FIFO:
-        return (select(Report.id).where(runnable(), *conditions).order_by(Report.created_at, Report.id).limit(1)
-                .with_for_update(skip_locked=True).scalar_subquery())
-    turns = _turns()
-    keys = (turns.c.turn, turns.c.created_at, turns.c.id)
+    and that no other transaction holds, locked FOR UPDATE (SKIP LOCKED: concurrent claims take different jobs).
+    The jobs are ranked once and tried in that order by primary key (a LATERAL subquery takes the lock), so the
+    cost grows with the queue's length times its logarithm, not its square (the fair order joined as a set: 2,000
+    queued jobs took a claim 2.2 s, now 3 ms). They are sorted in a subquery, before the join, so that the nested
+    loop stops at the first job it can lock: sorted after it, the LATERAL locked every queued job during the
+    claim, and a concurrent claim found none (`test_a_claim_in_flight_holds_only_the_job_it_takes`)."""
+    _, keys = _in_order(order)
     ordered = select(*keys).order_by(*keys).subquery("ordered")
     taken = (select(Report.id).where(Report.id == ordered.c.id, runnable(), *conditions)
              .with_for_update(skip_locked=True).lateral("taken"))
     return (select(taken.c.id).select_from(ordered).join(taken, true())
-            .order_by(ordered.c.turn, ordered.c.created_at, ordered.c.id).limit(1).scalar_subquery())
+            .order_by(*ordered.c).limit(1).scalar_subquery())  # its columns are the keys
 
 
 def active_jobs() -> ColumnElement[bool]:
@@ -152,13 +158,8 @@ def newcomer_place(order: str, counts: CTE, user_id: ColumnElement) -> ScalarSel
 def _ranked(order: str) -> Subquery:
     """Every runnable job's 1-based `place` in the run order (`next_job`'s). Built once per order (per process):
     building and hashing this statement anew cost more CPU than the query itself."""
-    if order == FIFO:
-        keys = (Report.created_at, Report.id)
-        return select(Report.id, func.row_number().over(order_by=keys).label("place")).where(
-            runnable()).subquery("ranked")
-    turns = _turns()
-    keys = (turns.c.turn, turns.c.created_at, turns.c.id)
-    return select(turns.c.id, func.row_number().over(order_by=keys).label("place")).subquery("ranked")
+    jobs, keys = _in_order(order)
+    return select(jobs.c.id, func.row_number().over(order_by=keys).label("place")).subquery("ranked")
 
 
 @functools.cache
